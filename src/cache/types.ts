@@ -1,0 +1,62 @@
+import type { CacheConfig } from '../core/config';
+import type { EventBus } from '../core/events';
+import type { Origin, RequestHandler } from '../core/exchange';
+
+/** What the UI shows of one stored response. Plain JSON: it crosses the IPC boundary. */
+export interface CacheEntrySummary {
+  key: string;
+  url: string;
+  method: string;
+  status: number;
+  /** Body size in bytes. */
+  size: number;
+  /** Epoch ms when the response was stored (or last revalidated). */
+  storedAt: number;
+  /** Seconds of freshness left; negative when stale. */
+  ttl: number;
+  fresh: boolean;
+  hits: number;
+  contentType?: string;
+  /** A few key response headers for tooltips: etag, last-modified, cache-control, vary, ... */
+  headers: Record<string, string>;
+}
+
+export interface StoredResponse {
+  summary: CacheEntrySummary;
+  statusMessage: string;
+  /** Stored response headers, as received from the origin. */
+  headers: Record<string, string | string[]>;
+  body: Buffer;
+}
+
+export interface CacheStats {
+  entries: number;
+  bytes: number;
+  memoryBytes: number;
+  hits: number;
+  misses: number;
+}
+
+/** The cache as the rest of the program sees it: a request handler plus the operations the UI needs. */
+export interface HttpCache {
+  readonly handler: RequestHandler;
+  list(): CacheEntrySummary[];
+  read(key: string): Promise<StoredResponse | null>;
+  purge(key: string): Promise<boolean>;
+  purgeHost(host: string): Promise<number>;
+  purgeAll(): Promise<number>;
+  /** Revalidates one entry with the origin now; resolves with its new summary, or null if it is gone. */
+  revalidate(key: string): Promise<CacheEntrySummary | null>;
+  stats(): CacheStats;
+  /** Applies new settings without losing what is stored (a new dir moves to that dir's store). */
+  updateConfig(config: CacheConfig): Promise<void>;
+  /** Flushes pending writes and releases files. */
+  close(): Promise<void>;
+}
+
+export interface CacheDeps {
+  events: EventBus;
+  origin: Origin;
+  /** The pass-through handler, for requests the cache does not take. */
+  passThrough: RequestHandler;
+}

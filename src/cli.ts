@@ -1,0 +1,204 @@
+import { readFileSync } from 'node:fs';
+import { ConfigError, isLoopbackHost, resolveConfig, type ProxyConfig } from './core/config';
+import { EventBus, eventLevel, formatEvent, type LogLevel } from './core/events';
+import { ProxyError } from './core/exchange';
+import { RunningProxy } from './proxy';
+
+const HELP = `caching-proxy: a local caching HTTP proxy for developers (RFC 9111)
+
+Usage: caching-proxy [options]
+
+  --port N                 port to listen on (default 8899; 0 picks a free one)
+  --host H                 address to listen on (default 127.0.0.1)
+  --allow-remote           permit a non-loopback --host (others on your network can use the proxy)
+  --auth USER:PASS         require these Basic credentials in Proxy-Authorization (407 otherwise)
+  --upstream URL           send origin traffic through another proxy, e.g. http://proxy:3128
+  --no-proxy LIST          comma-separated hosts reached directly despite --upstream
+  --timeout S              seconds to wait for an origin before 504 (default 30)
+  --cache-dir DIR          where the disk cache lives (default ~/.cache/caching-proxy)
+  --memory-only            keep the cache in memory only
+  --policy P               standard | private | always | offline | off (default standard)
+  --ttl S                  freshness for responses without explicit freshness (default 300)
+  --admit-after N          store a URL only from its Nth request (default 1)
+  --max-entries N          most entries kept (default 10000)
+  --max-size-mb N          disk tier size (default 1024)
+  --max-memory-mb N        memory tier size (default 64)
+  --max-object-size-mb N   larger responses pass through unstored (default 256)
+  --exclude-content-types L  comma-separated types never stored, e.g. "video/*,application/zip"
+  --no-serve-stale-if-offline  answer 502 instead of a stale copy when the origin is down
+  --prefetch-links N       after storing an HTML page, prefetch up to N same-origin links (default 0)
+  --config FILE            JSON file with any of the above (camelCase keys; cache keys under "cache")
+  --log-level L            trace | debug | info | warn | error (default info)
+  --quiet                  same as --log-level warn
+  --help                   this text
+  --version                the version
+
+Point a client at it:  curl -x http://127.0.0.1:8899 http://example.com/
+or address a site path-style in a browser:  http://127.0.0.1:8899/example.com/
+
+Exit codes: 0 stopped cleanly, 1 could not start (e.g. port in use), 2 invalid flags or settings.`;
+
+class UsageError extends Error {}
+
+type FlagSpec = { key: string; cache?: boolean; kind: 'value' | 'true' | 'false' };
+const FLAGS: Record<string, FlagSpec> = {
+  '--port': { key: 'port', kind: 'value' },
+  '--host': { key: 'host', kind: 'value' },
+  '--allow-remote': { key: 'allowRemote', kind: 'true' },
+  '--auth': { key: 'auth', kind: 'value' },
+  '--upstream': { key: 'upstreamProxy', kind: 'value' },
+  '--no-proxy': { key: 'noProxy', kind: 'value' },
+  '--timeout': { key: 'timeoutSeconds', kind: 'value' },
+  '--cache-dir': { key: 'dir', cache: true, kind: 'value' },
+  '--policy': { key: 'policy', cache: true, kind: 'value' },
+  '--ttl': { key: 'ttl', cache: true, kind: 'value' },
+  '--admit-after': { key: 'admitAfter', cache: true, kind: 'value' },
+  '--max-entries': { key: 'maxEntries', cache: true, kind: 'value' },
+  '--max-size-mb': { key: 'maxSizeMB', cache: true, kind: 'value' },
+  '--max-memory-mb': { key: 'maxMemoryMB', cache: true, kind: 'value' },
+  '--max-object-size-mb': { key: 'maxObjectSizeMB', cache: true, kind: 'value' },
+  '--exclude-content-types': { key: 'excludeContentTypes', cache: true, kind: 'value' },
+  '--serve-stale-if-offline': { key: 'serveStaleIfOffline', cache: true, kind: 'true' },
+  '--no-serve-stale-if-offline': { key: 'serveStaleIfOffline', cache: true, kind: 'false' },
+  '--prefetch-links': { key: 'prefetchLinks', cache: true, kind: 'value' },
+};
+
+export interface CliOptions {
+  config: ProxyConfig;
+  logLevel: LogLevel;
+}
+
+/** Parses argv into a validated config; throws UsageError or ConfigError with a precise message. */
+export function parseArgs(argv: string[]): CliOptions | 'help' | 'version' {
+  const top: Record<string, unknown> = {};
+  const cache: Record<string, unknown> = {};
+  let configFile: string | null = null;
+  let logLevel: LogLevel = 'info';
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i];
+    let inline: string | undefined;
+    const eq = arg.indexOf('=');
+    if (arg.startsWith('--') && eq > 0) {
+      inline = arg.slice(eq + 1);
+      arg = arg.slice(0, eq);
+    }
+    const takeValue = (): string => {
+      if (inline !== undefined) return inline;
+      const v = argv[++i];
+      if (v === undefined || (v.startsWith('--') && v.length > 2)) throw new UsageError(`${arg} needs a value`);
+      return v;
+    };
+    if (arg === '--help' || arg === '-h') return 'help';
+    if (arg === '--version' || arg === '-v') return 'version';
+    if (arg === '--config') { configFile = takeValue(); continue; }
+    if (arg === '--quiet' || arg === '-q') { logLevel = 'warn'; continue; }
+    if (arg === '--memory-only') { cache.dir = null; continue; }
+    if (arg === '--log-level') {
+      const v = takeValue();
+      if (!['trace', 'debug', 'info', 'warn', 'error'].includes(v)) throw new UsageError(`--log-level: "${v}" is not one of trace, debug, info, warn, error`);
+      logLevel = v as LogLevel;
+      continue;
+    }
+    const spec = FLAGS[arg];
+    if (!spec) throw new UsageError(`unknown option "${argv[i]}" (see --help)`);
+    const value = spec.kind === 'value' ? takeValue() : spec.kind === 'true';
+    if (spec.kind !== 'value' && inline !== undefined) throw new UsageError(`${arg} takes no value`);
+    (spec.cache ? cache : top)[spec.key] = value;
+  }
+  let fileConfig: Record<string, unknown> = {};
+  if (configFile) {
+    let text: string;
+    try {
+      text = readFileSync(configFile, 'utf8');
+    } catch (err) {
+      throw new UsageError(`--config: cannot read ${configFile}: ${(err as Error).message}`);
+    }
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('the top level must be an object');
+      fileConfig = parsed as Record<string, unknown>;
+    } catch (err) {
+      throw new UsageError(`--config: ${configFile} is not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  const fileCache = (typeof fileConfig.cache === 'object' && fileConfig.cache !== null ? fileConfig.cache : {}) as Record<string, unknown>;
+  const merged = { ...fileConfig, ...top, cache: { ...fileCache, ...cache } };
+  return { config: resolveConfig(merged), logLevel };
+}
+
+const LEVELS: LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error'];
+
+function timestamp(): string {
+  return new Date().toISOString().slice(11, 23);
+}
+
+async function main(): Promise<void> {
+  let options: CliOptions | 'help' | 'version';
+  try {
+    options = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    if (err instanceof UsageError || err instanceof ConfigError) {
+      const lines = err instanceof ConfigError ? err.problems : [err.message];
+      for (const line of lines) process.stderr.write(`caching-proxy: ${line}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  if (options === 'help') {
+    process.stdout.write(HELP + '\n');
+    return;
+  }
+  if (options === 'version') {
+    process.stdout.write(`${typeof __VERSION__ === 'string' ? __VERSION__ : 'dev'}\n`);
+    return;
+  }
+  const { config, logLevel } = options;
+  const threshold = LEVELS.indexOf(logLevel);
+  let proxy: RunningProxy;
+  const events = new EventBus();
+  events.on((e) => {
+    const level = eventLevel(e);
+    if (LEVELS.indexOf(level) < threshold && e.type !== 'listening') return;
+    const stream = level === 'error' || level === 'warn' ? process.stderr : process.stdout;
+    stream.write(`${timestamp()} ${level.padEnd(5)} ${formatEvent(e)}\n`);
+  });
+  try {
+    proxy = await RunningProxy.start(config, events);
+  } catch (err) {
+    const message = err instanceof ProxyError ? err.message : (err as Error).message;
+    process.stderr.write(`caching-proxy: cannot start: ${message}\n`);
+    if (err instanceof ProxyError && err.code === 'EADDRINUSE') process.stderr.write('caching-proxy: pick another with --port N (or --port 0 for any free port)\n');
+    process.exit(1);
+  }
+  if (!isLoopbackHost(config.host)) {
+    process.stderr.write(`caching-proxy: WARNING: listening on ${config.host}: other machines can reach this proxy${config.auth ? '' : ' and no --auth is set'}\n`);
+  }
+  process.stdout.write(`Caching proxy listening on ${proxy.address.url}  (curl -x ${proxy.address.url} http://example.com/)\n`);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      process.stderr.write(`caching-proxy: ${signal} again, exiting now\n`);
+      process.exit(130);
+    }
+    stopping = true;
+    process.stdout.write(`caching-proxy: ${signal} received, finishing in-flight requests…\n`);
+    proxy.close(10_000).then(
+      () => process.exit(0),
+      (err: Error) => {
+        process.stderr.write(`caching-proxy: error while stopping: ${err.message}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+declare const __VERSION__: string | undefined;
+
+if (require.main === module) {
+  main().catch((err: Error) => {
+    process.stderr.write(`caching-proxy: unexpected error: ${err.stack ?? err.message}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,243 @@
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+/**
+ * The one configuration object of the proxy. The CLI builds it from flags and a config file,
+ * the extension from settings.json; both hand it to `startProxy`.
+ */
+export interface ProxyConfig {
+  port: number;
+  host: string;
+  /** Binding a non-loopback host is refused unless this is set: never an open proxy by accident. */
+  allowRemote: boolean;
+  /** Basic credentials every client must present in Proxy-Authorization (407 otherwise). */
+  auth: { username: string; password: string } | null;
+  /** Another forward proxy that origin traffic goes through, e.g. http://corp-proxy:3128. */
+  upstreamProxy: string | null;
+  /** Hosts reached directly even with an upstream proxy (NO_PROXY syntax). */
+  noProxy: string[];
+  /** Seconds to wait for an origin's response headers (and between body chunks) before 504. */
+  timeoutSeconds: number;
+  /** Largest request head accepted, in bytes (431 beyond it). */
+  maxHeaderBytes: number;
+  cache: CacheConfig;
+}
+
+export type CachePolicyName = 'standard' | 'private' | 'always' | 'offline' | 'off';
+
+export interface CacheConfig {
+  policy: CachePolicyName;
+  /** Disk tier location; null keeps the cache in memory only. */
+  dir: string | null;
+  /** Seconds of freshness for responses without explicit freshness, and for everything under `always`. */
+  ttl: number;
+  /** Store a URL only from its Nth request. */
+  admitAfter: number;
+  maxEntries: number;
+  /** Total size of the disk tier (and cap of the memory tier), in MiB. */
+  maxSizeMB: number;
+  /** Size of the memory tier, in MiB. */
+  maxMemoryMB: number;
+  /** Responses larger than this pass through unstored, in MiB. */
+  maxObjectSizeMB: number;
+  /** Content types never stored; `*` wildcards allowed, e.g. `video/*`. */
+  excludeContentTypes: string[];
+  /** Serve a stored entry, stale if need be, when the origin cannot be reached. */
+  serveStaleIfOffline: boolean;
+  /** After storing an HTML page, prefetch up to this many same-origin links (0 = off). */
+  prefetchLinks: number;
+}
+
+export const CACHE_POLICIES: readonly CachePolicyName[] = ['standard', 'private', 'always', 'offline', 'off'];
+
+export function defaultCacheDir(): string {
+  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  return path.join(base, 'caching-proxy');
+}
+
+export const DEFAULT_PORT = 8899;
+
+export function defaultConfig(): ProxyConfig {
+  return {
+    port: DEFAULT_PORT,
+    host: '127.0.0.1',
+    allowRemote: false,
+    auth: null,
+    upstreamProxy: null,
+    noProxy: [],
+    timeoutSeconds: 30,
+    maxHeaderBytes: 16 * 1024,
+    cache: {
+      policy: 'standard',
+      dir: defaultCacheDir(),
+      ttl: 300,
+      admitAfter: 1,
+      maxEntries: 10_000,
+      maxSizeMB: 1024,
+      maxMemoryMB: 64,
+      maxObjectSizeMB: 256,
+      excludeContentTypes: [],
+      serveStaleIfOffline: true,
+      prefetchLinks: 0,
+    },
+  };
+}
+
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h);
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+type Partialish<T> = { [K in keyof T]?: T[K] extends object | null ? Partialish<T[K]> | T[K] : T[K] };
+export type ConfigInput = Partialish<ProxyConfig> & { cache?: Partial<CacheConfig> };
+
+/**
+ * Merges `input` over the defaults and checks every value. Throws ConfigError listing every
+ * problem at once, each naming the setting, the bad value and what is allowed.
+ */
+export function resolveConfig(input: unknown, base: ProxyConfig = defaultConfig()): ProxyConfig {
+  const problems: string[] = [];
+  const src = (isObject(input) ? input : {}) as Record<string, unknown>;
+  const cacheSrc = (isObject(src.cache) ? src.cache : {}) as Record<string, unknown>;
+  const v = new Validator(problems);
+
+  const config: ProxyConfig = {
+    port: v.int('port', src.port, base.port, 0, 65535),
+    host: v.str('host', src.host, base.host, (s) => (s.trim() === '' ? 'must not be empty' : null)),
+    allowRemote: v.bool('allowRemote', src.allowRemote, base.allowRemote),
+    auth: v.auth('auth', src.auth, base.auth),
+    upstreamProxy: v.nullableStr('upstreamProxy', src.upstreamProxy, base.upstreamProxy, checkProxyUrl),
+    noProxy: v.list('noProxy', src.noProxy, base.noProxy),
+    timeoutSeconds: v.num('timeoutSeconds', src.timeoutSeconds, base.timeoutSeconds, 0.001, 86_400),
+    maxHeaderBytes: v.int('maxHeaderBytes', src.maxHeaderBytes, base.maxHeaderBytes, 1024, 1024 * 1024),
+    cache: {
+      policy: v.oneOf('cache.policy', cacheSrc.policy, base.cache.policy, CACHE_POLICIES),
+      dir: v.nullableStr('cache.dir', cacheSrc.dir, base.cache.dir, () => null),
+      ttl: v.num('cache.ttl', cacheSrc.ttl, base.cache.ttl, 0, 10 * 365 * 86_400),
+      admitAfter: v.int('cache.admitAfter', cacheSrc.admitAfter, base.cache.admitAfter, 1, 1_000_000),
+      maxEntries: v.int('cache.maxEntries', cacheSrc.maxEntries, base.cache.maxEntries, 1, 100_000_000),
+      maxSizeMB: v.num('cache.maxSizeMB', cacheSrc.maxSizeMB, base.cache.maxSizeMB, 0.001, 16 * 1024 * 1024),
+      maxMemoryMB: v.num('cache.maxMemoryMB', cacheSrc.maxMemoryMB, base.cache.maxMemoryMB, 0, 1024 * 1024),
+      maxObjectSizeMB: v.num('cache.maxObjectSizeMB', cacheSrc.maxObjectSizeMB, base.cache.maxObjectSizeMB, 0.000001, 1024 * 1024),
+      excludeContentTypes: v.list('cache.excludeContentTypes', cacheSrc.excludeContentTypes, base.cache.excludeContentTypes),
+      serveStaleIfOffline: v.bool('cache.serveStaleIfOffline', cacheSrc.serveStaleIfOffline, base.cache.serveStaleIfOffline),
+      prefetchLinks: v.int('cache.prefetchLinks', cacheSrc.prefetchLinks, base.cache.prefetchLinks, 0, 100),
+    },
+  };
+  if (!isLoopbackHost(config.host) && !config.allowRemote) {
+    problems.push(
+      `host: "${config.host}" is not a loopback address; listening on it lets other machines use this proxy. ` +
+        'Pass --allow-remote (setting "allowRemote": true) to do it anyway.',
+    );
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return config;
+}
+
+function checkProxyUrl(s: string): string | null {
+  try {
+    const u = new URL(s);
+    if (u.protocol !== 'http:') return 'must be an http:// URL such as http://proxy.example:3128';
+    return null;
+  } catch {
+    return 'must be a URL such as http://proxy.example:3128';
+  }
+}
+
+function isObject(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+class Validator {
+  constructor(private readonly problems: string[]) {}
+
+  private bad(name: string, value: unknown, expected: string): void {
+    this.problems.push(`${name}: ${JSON.stringify(value)} is invalid; expected ${expected}`);
+  }
+
+  num(name: string, value: unknown, fallback: number, min: number, max: number): number {
+    if (value === undefined) return fallback;
+    const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+    if (typeof n !== 'number' || !Number.isFinite(n) || n < min || n > max) {
+      this.bad(name, value, `a number from ${min} to ${max}`);
+      return fallback;
+    }
+    return n;
+  }
+
+  int(name: string, value: unknown, fallback: number, min: number, max: number): number {
+    if (value === undefined) return fallback;
+    const n = typeof value === 'string' && /^\s*-?\d+\s*$/.test(value) ? Number(value) : value;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+      this.bad(name, value, `a whole number from ${min} to ${max}`);
+      return fallback;
+    }
+    return n;
+  }
+
+  bool(name: string, value: unknown, fallback: boolean): boolean {
+    if (value === undefined) return fallback;
+    if (typeof value === 'boolean') return value;
+    if (value === 'true') return true;
+    if (value === 'false') return false;
+    this.bad(name, value, 'true or false');
+    return fallback;
+  }
+
+  str(name: string, value: unknown, fallback: string, check: (s: string) => string | null): string {
+    if (value === undefined) return fallback;
+    if (typeof value !== 'string') {
+      this.bad(name, value, 'a string');
+      return fallback;
+    }
+    const problem = check(value);
+    if (problem) {
+      this.problems.push(`${name}: ${JSON.stringify(value)} ${problem}`);
+      return fallback;
+    }
+    return value.trim();
+  }
+
+  nullableStr(name: string, value: unknown, fallback: string | null, check: (s: string) => string | null): string | null {
+    if (value === undefined) return fallback;
+    if (value === null || value === '') return null;
+    return this.str(name, value, fallback ?? '', check) || null;
+  }
+
+  list(name: string, value: unknown, fallback: string[]): string[] {
+    if (value === undefined) return fallback;
+    if (typeof value === 'string') return value.split(',').map((s) => s.trim()).filter(Boolean);
+    if (Array.isArray(value) && value.every((s) => typeof s === 'string')) {
+      return value.map((s) => s.trim()).filter(Boolean);
+    }
+    this.bad(name, value, 'a list of strings (or one comma-separated string)');
+    return fallback;
+  }
+
+  oneOf<T extends string>(name: string, value: unknown, fallback: T, allowed: readonly T[]): T {
+    if (value === undefined) return fallback;
+    if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
+    this.bad(name, value, `one of ${allowed.join(', ')}`);
+    return fallback;
+  }
+
+  auth(name: string, value: unknown, fallback: ProxyConfig['auth']): ProxyConfig['auth'] {
+    if (value === undefined) return fallback;
+    if (value === null || value === '') return null;
+    if (typeof value === 'string') {
+      const i = value.indexOf(':');
+      if (i > 0) return { username: value.slice(0, i), password: value.slice(i + 1) };
+    } else if (isObject(value) && typeof value.username === 'string' && typeof value.password === 'string' && value.username) {
+      return { username: value.username, password: value.password };
+    }
+    this.problems.push(`${name}: expected "user:password" or {"username": ..., "password": ...}`);
+    return fallback;
+  }
+}

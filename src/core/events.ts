@@ -1,0 +1,208 @@
+/**
+ * The typed event stream out of the proxy. The CLI prints it as log lines; the extension
+ * turns it into the output channel, the tree view and the status bar. Every event is a plain
+ * JSON-serialisable object so it can cross the IPC boundary unchanged.
+ */
+
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
+
+export interface ListeningEvent {
+  type: 'listening';
+  host: string;
+  port: number;
+  url: string;
+}
+
+export interface ClosedEvent {
+  type: 'closed';
+}
+
+/** A request has arrived and been routed to a target URL. */
+export interface RequestEvent {
+  type: 'request';
+  id: number;
+  method: string;
+  url: string;
+  httpVersion: string;
+}
+
+/** The response to a request has been fully sent (or the exchange ended). */
+export interface ResponseEvent {
+  type: 'response';
+  id: number;
+  method: string;
+  url: string;
+  status: number;
+  /** Body bytes sent to the client. */
+  bytes: number;
+  durationMs: number;
+  /** What the cache did, as in the Cache-Status header (e.g. "hit", "fwd=miss, stored"), if it was involved. */
+  cache?: string;
+  /** The client went away before the response was complete. */
+  aborted?: boolean;
+}
+
+/** A request ended in an error answered by the proxy itself (4xx/5xx it generated). */
+export interface ErrorEvent {
+  type: 'error';
+  id?: number;
+  method?: string;
+  url?: string;
+  status?: number;
+  code?: string;
+  message: string;
+}
+
+export interface TunnelEvent {
+  type: 'tunnel-open' | 'tunnel-close';
+  id: number;
+  /** host:port */
+  target: string;
+  bytesUp?: number;
+  bytesDown?: number;
+  durationMs?: number;
+}
+
+export interface UpgradeEvent {
+  type: 'upgrade';
+  id: number;
+  url: string;
+  protocol: string;
+}
+
+/** Something the user should know about once (not per request): disk full, bad cache dir, ... */
+export interface NoticeEvent {
+  type: 'notice';
+  level: LogLevel;
+  message: string;
+}
+
+export type CacheAction =
+  | 'hit'
+  | 'miss'
+  | 'stored'
+  | 'not-stored'
+  | 'revalidated'
+  | 'evicted'
+  | 'purged'
+  | 'prefetched'
+  | 'coalesced'
+  | 'served-stale'
+  | 'invalidated'
+  | 'corrupt';
+
+export interface CacheEvent {
+  type: 'cache';
+  action: CacheAction;
+  url: string;
+  /** Cache key of the entry concerned, when there is one. */
+  key?: string;
+  /** Why (not-stored, evicted, corrupt, invalidated), or how (revalidated: "304" | "replaced"). */
+  reason?: string;
+  size?: number;
+  status?: number;
+}
+
+export type ProxyEvent =
+  | ListeningEvent
+  | ClosedEvent
+  | RequestEvent
+  | ResponseEvent
+  | ErrorEvent
+  | TunnelEvent
+  | UpgradeEvent
+  | NoticeEvent
+  | CacheEvent;
+
+export type ProxyEventListener = (event: ProxyEvent) => void;
+
+/** A tiny synchronous event bus. `active` lets hot paths skip building events nobody hears. */
+export class EventBus {
+  private listeners: ProxyEventListener[] = [];
+
+  get active(): boolean {
+    return this.listeners.length > 0;
+  }
+
+  on(listener: ProxyEventListener): { dispose(): void } {
+    this.listeners = [...this.listeners, listener];
+    return {
+      dispose: () => {
+        this.listeners = this.listeners.filter((l) => l !== listener);
+      },
+    };
+  }
+
+  emit(event: ProxyEvent): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch {
+        // A broken listener must never break a request.
+      }
+    }
+  }
+}
+
+/** The level at which an event is logged. */
+export function eventLevel(e: ProxyEvent): LogLevel {
+  switch (e.type) {
+    case 'error':
+      return e.status !== undefined && e.status < 500 ? 'warn' : 'error';
+    case 'notice':
+      return e.level;
+    case 'request':
+      return 'trace';
+    case 'tunnel-open':
+    case 'upgrade':
+      return 'debug';
+    case 'cache':
+      return e.action === 'corrupt' ? 'warn' : e.action === 'hit' || e.action === 'miss' ? 'debug' : 'info';
+    default:
+      return 'info';
+  }
+}
+
+/** One human-readable line per event, shared by the CLI and the extension's output channel. */
+export function formatEvent(e: ProxyEvent): string {
+  switch (e.type) {
+    case 'listening':
+      return `listening on ${e.url}`;
+    case 'closed':
+      return 'stopped';
+    case 'request':
+      return `#${e.id} → ${e.method} ${e.url} HTTP/${e.httpVersion}`;
+    case 'response': {
+      const cache = e.cache ? ` [${e.cache}]` : '';
+      const aborted = e.aborted ? ' (client aborted)' : '';
+      return `#${e.id} ${e.method} ${e.url} ${e.status}${cache} ${formatBytes(e.bytes)} ${Math.round(e.durationMs)}ms${aborted}`;
+    }
+    case 'error': {
+      const what = e.method && e.url ? `${e.method} ${e.url} ` : '';
+      const id = e.id !== undefined ? `#${e.id} ` : '';
+      const status = e.status !== undefined ? `${e.status} ` : '';
+      return `${id}${what}${status}${e.message}`;
+    }
+    case 'tunnel-open':
+      return `#${e.id} CONNECT ${e.target} tunnel open`;
+    case 'tunnel-close':
+      return `#${e.id} CONNECT ${e.target} tunnel closed ↑${formatBytes(e.bytesUp ?? 0)} ↓${formatBytes(e.bytesDown ?? 0)} ${Math.round(e.durationMs ?? 0)}ms`;
+    case 'upgrade':
+      return `#${e.id} upgrade to ${e.protocol} ${e.url}`;
+    case 'notice':
+      return e.message;
+    case 'cache': {
+      const extra = [e.reason, e.status !== undefined ? String(e.status) : undefined, e.size !== undefined ? formatBytes(e.size) : undefined]
+        .filter(Boolean)
+        .join(', ');
+      return `cache ${e.action} ${e.url}${extra ? ` (${extra})` : ''}`;
+    }
+  }
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  if (n < 1024 * 1024 * 1024) return `${(n / 1024 / 1024).toFixed(1)} MB`;
+  return `${(n / 1024 / 1024 / 1024).toFixed(2)} GB`;
+}

@@ -1,0 +1,59 @@
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+
+/**
+ * One client request the proxy is answering, after routing: the target is known and absolute.
+ * A RequestHandler (the pass-through forwarder, or the cache in front of it) answers it.
+ */
+export interface Exchange {
+  readonly id: number;
+  readonly method: string;
+  /** The absolute target, e.g. http://example.com/a?b. */
+  readonly url: URL;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  /** The client's end-to-end request headers: hop-by-hop removed, Via added. Ready to send upstream. */
+  readonly forwardHeaders: OutgoingHttpHeaders;
+  readonly startedAt: number;
+  /**
+   * For path-style requests (http://proxy/example.com/x): rewrites absolute Location headers
+   * back into path-style so redirects stay on the proxy. Whoever writes a response applies it.
+   */
+  readonly rewriteHeaders: ((raw: string[]) => string[]) | null;
+  /** Set by the cache to what it did (the Cache-Status parameters), for the log. */
+  cacheOutcome?: string;
+}
+
+export type RequestHandler = (exchange: Exchange) => Promise<void>;
+
+export interface UpstreamRequest {
+  method: string;
+  url: URL;
+  /** End-to-end headers to send; Host is derived from url. */
+  headers: OutgoingHttpHeaders;
+  /** Request body: a stream (piped with backpressure), a buffer, or none. */
+  body?: Readable | Buffer | null;
+  /** Aborting destroys the upstream request. */
+  signal?: AbortSignal;
+}
+
+/** Reaches origins, directly or through the upstream proxy, over pooled keep-alive connections. */
+export interface Origin {
+  /**
+   * Resolves once response headers arrive; the body is the returned stream. Rejects with a
+   * ProxyError: 502 (unresolvable, refused, reset, invalid response) or 504 (timeout).
+   */
+  fetch(request: UpstreamRequest): Promise<IncomingMessage>;
+}
+
+/** An error the proxy answers itself, with a status and a readable message. */
+export class ProxyError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly code?: string,
+  ) {
+    super(message);
+    this.name = 'ProxyError';
+  }
+}

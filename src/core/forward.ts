@@ -1,0 +1,97 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ProxyError, type Exchange, type Origin, type RequestHandler } from './exchange';
+import { forwardResponseHeaders, requestHasBody } from './headers';
+
+/** Our name in Via headers (RFC 9110 §7.6.3 received-by pseudonym). */
+export const VIA_NAME = 'caching-proxy';
+
+/** What a handler writes is counted here so the log can say how much was sent. */
+export const bodyBytes = new WeakMap<ServerResponse, number>();
+
+export function countBytes(res: ServerResponse, n: number): void {
+  bodyBytes.set(res, (bodyBytes.get(res) ?? 0) + n);
+}
+
+/** Responses to these carry no body whatever their headers say. */
+export function responseHasNoBody(method: string, status: number): boolean {
+  return method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
+}
+
+/**
+ * Writes an upstream response to the client and streams its body with backpressure: a slow
+ * client pauses the origin read. Resolves when the body is delivered; rejects if either side breaks.
+ */
+export function relayResponse(ex: Exchange, upstream: IncomingMessage, extraHeaders: string[] = []): Promise<void> {
+  const { res } = ex;
+  let raw = forwardResponseHeaders(upstream.rawHeaders, ex.req.httpVersion, VIA_NAME);
+  if (ex.rewriteHeaders) raw = ex.rewriteHeaders(raw);
+  if (extraHeaders.length) raw.push(...extraHeaders);
+  const status = upstream.statusCode ?? 502;
+  res.writeHead(status, upstream.statusMessage, raw);
+  if (responseHasNoBody(ex.method, status)) {
+    upstream.resume();
+    res.end();
+    return finished(res);
+  }
+  return pipeBody(upstream, res);
+}
+
+/** Pipes a body into the client response; destroys both ends on failure so nothing leaks. */
+export function pipeBody(source: IncomingMessage, res: ServerResponse): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let done = false;
+    const fail = (err: Error) => {
+      if (done) return;
+      done = true;
+      source.destroy();
+      // Headers are out: the only honest signal left is a broken connection.
+      res.destroy(err);
+      reject(err);
+    };
+    source.on('data', (chunk: Buffer) => countBytes(res, chunk.length));
+    source.once('aborted', () => fail(new ProxyError(502, 'the origin closed the connection mid-body', 'ECONNRESET')));
+    source.once('error', fail);
+    res.once('close', () => {
+      if (!res.writableFinished) fail(new ProxyError(499, 'the client went away mid-body', 'ABORTED'));
+    });
+    source.once('end', () => {
+      if (source.complete === false) return fail(new ProxyError(502, 'the origin closed the connection mid-body', 'ECONNRESET'));
+      res.end(() => {
+        done = true;
+        resolve();
+      });
+    });
+    source.pipe(res, { end: false });
+  });
+}
+
+function finished(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    if (res.writableFinished) resolve();
+    else res.once('close', () => resolve());
+  });
+}
+
+/** Aborts the upstream request when the client goes away before its response is complete. */
+export function abortOnClientClose(ex: Exchange): AbortController {
+  const controller = new AbortController();
+  ex.res.once('close', () => {
+    if (!ex.res.writableFinished) controller.abort();
+  });
+  return controller;
+}
+
+/** The plain forwarding handler: every method, bodies streamed both ways. */
+export function createPassThrough(origin: Origin): RequestHandler {
+  return async (ex) => {
+    const controller = abortOnClientClose(ex);
+    const upstream = await origin.fetch({
+      method: ex.method,
+      url: ex.url,
+      headers: ex.forwardHeaders,
+      body: requestHasBody(ex.req.headers) ? ex.req : null,
+      signal: controller.signal,
+    });
+    await relayResponse(ex, upstream);
+  };
+}

@@ -1,0 +1,163 @@
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { Readable } from 'node:stream';
+import type { ProxyConfig } from './config';
+import { ProxyError, type Origin, type UpstreamRequest } from './exchange';
+import { NoProxyList } from './noProxy';
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
+/** Where traffic for an origin goes: straight to it, or through the configured upstream proxy. */
+export interface Route {
+  viaUpstream: boolean;
+  /** The upstream proxy (when viaUpstream). */
+  proxy: URL | null;
+}
+
+/**
+ * Reaches origins over pooled keep-alive connections, directly or through an upstream proxy
+ * (absolute-form requests), and turns every network failure into a ProxyError a client can read.
+ */
+export class OriginClient implements Origin {
+  private readonly httpAgent: http.Agent;
+  private readonly httpsAgent: https.Agent;
+  private readonly upstream: URL | null;
+  private readonly upstreamAuth: string | null;
+  private readonly noProxy: NoProxyList;
+  private readonly timeoutMs: number;
+
+  constructor(config: Pick<ProxyConfig, 'upstreamProxy' | 'noProxy' | 'timeoutSeconds'>) {
+    const agentOptions = { keepAlive: true, maxSockets: 256, maxFreeSockets: 256, scheduling: 'lifo' as const };
+    this.httpAgent = new http.Agent(agentOptions);
+    this.httpsAgent = new https.Agent(agentOptions);
+    this.upstream = config.upstreamProxy ? new URL(config.upstreamProxy) : null;
+    this.upstreamAuth =
+      this.upstream && this.upstream.username
+        ? 'Basic ' + Buffer.from(`${decodeURIComponent(this.upstream.username)}:${decodeURIComponent(this.upstream.password)}`).toString('base64')
+        : null;
+    this.noProxy = new NoProxyList(config.noProxy);
+    this.timeoutMs = Math.round(config.timeoutSeconds * 1000);
+  }
+
+  route(hostname: string, port: string | number): Route {
+    const viaUpstream = this.upstream !== null && !this.noProxy.bypasses(hostname, port);
+    return { viaUpstream, proxy: viaUpstream ? this.upstream : null };
+  }
+
+  get upstreamProxy(): URL | null {
+    return this.upstream;
+  }
+
+  get upstreamAuthorization(): string | null {
+    return this.upstreamAuth;
+  }
+
+  get timeout(): number {
+    return this.timeoutMs;
+  }
+
+  fetch(request: UpstreamRequest): Promise<http.IncomingMessage> {
+    return this.attempt(request, true);
+  }
+
+  private attempt(request: UpstreamRequest, mayRetry: boolean): Promise<http.IncomingMessage> {
+    const { url } = request;
+    const secure = url.protocol === 'https:';
+    const port = url.port || (secure ? '443' : '80');
+    const route = this.route(url.hostname, port);
+    const headers: http.OutgoingHttpHeaders = { ...request.headers, host: url.host };
+    let options: https.RequestOptions;
+    let client: typeof http | typeof https = http;
+    if (route.proxy) {
+      if (this.upstreamAuth) headers['proxy-authorization'] = this.upstreamAuth;
+      options = {
+        host: route.proxy.hostname.replace(/^\[|\]$/g, ''),
+        port: route.proxy.port || 80,
+        path: url.href,
+        agent: this.httpAgent,
+      };
+    } else {
+      client = secure ? https : http;
+      options = {
+        host: url.hostname.replace(/^\[|\]$/g, ''),
+        port,
+        path: url.pathname + url.search,
+        agent: secure ? this.httpsAgent : this.httpAgent,
+        servername: secure ? url.hostname : undefined,
+      };
+    }
+    options.method = request.method;
+    options.headers = headers;
+    options.signal = request.signal;
+    const target = route.proxy ? `${url.host} via upstream proxy ${route.proxy.host}` : url.host;
+
+    return new Promise((resolve, reject) => {
+      const req = client.request(options);
+      let settled = false;
+      req.setTimeout(this.timeoutMs, () => {
+        if (!settled) {
+          settled = true;
+          reject(new ProxyError(504, `${target} did not answer within ${this.timeoutMs / 1000} s`, 'ETIMEDOUT'));
+        }
+        req.destroy(new Error('upstream timeout'));
+      });
+      req.once('response', (res) => {
+        settled = true;
+        // From here on the timeout guards stalls between body chunks.
+        resolve(res);
+      });
+      req.once('error', (err: NodeJS.ErrnoException) => {
+        if (settled) return;
+        const body = request.body;
+        const replayable = body === null || body === undefined || Buffer.isBuffer(body);
+        // A pooled connection the origin closed just as we reused it: safe to try once more.
+        if (mayRetry && req.reusedSocket && IDEMPOTENT.has(request.method) && replayable && !request.signal?.aborted &&
+            (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+          settled = true;
+          this.attempt(request, false).then(resolve, reject);
+          return;
+        }
+        settled = true;
+        reject(describeNetworkError(err, target, request.signal));
+      });
+      const body = request.body;
+      if (body instanceof Readable) {
+        body.pipe(req);
+        body.once('error', (err) => req.destroy(err));
+      } else {
+        req.end(body ?? undefined);
+      }
+    });
+  }
+
+  close(): void {
+    this.httpAgent.destroy();
+    this.httpsAgent.destroy();
+  }
+}
+
+export function describeNetworkError(err: NodeJS.ErrnoException, target: string, signal?: AbortSignal): ProxyError {
+  if (signal?.aborted || err.name === 'AbortError') return new ProxyError(499, `request to ${target} aborted: the client went away`, 'ABORTED');
+  switch (err.code) {
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_NONAME':
+      return new ProxyError(502, `could not resolve ${target}: no such host`, err.code);
+    case 'ECONNREFUSED':
+      return new ProxyError(502, `${target} refused the connection`, err.code);
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return new ProxyError(502, `${target} closed the connection before sending a response`, err.code);
+    case 'ETIMEDOUT':
+      return new ProxyError(504, `connecting to ${target} timed out`, err.code);
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return new ProxyError(502, `${target} is unreachable from this machine`, err.code);
+    default:
+      if (err.code?.startsWith('HPE_')) return new ProxyError(502, `${target} sent an invalid HTTP response (${err.message})`, err.code);
+      if (err.code?.startsWith('ERR_TLS') || /certificate|SSL|TLS/i.test(err.message)) {
+        return new ProxyError(502, `TLS handshake with ${target} failed: ${err.message}`, err.code);
+      }
+      return new ProxyError(502, `request to ${target} failed: ${err.message}`, err.code);
+  }
+}

@@ -1,0 +1,452 @@
+import * as http from 'node:http';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import type { ProxyConfig } from './config';
+import type { EventBus } from './events';
+import { ProxyError, type Exchange, type RequestHandler } from './exchange';
+import { bodyBytes, VIA_NAME } from './forward';
+import { appendVia, forwardRequestHeaders } from './headers';
+import type { OriginClient } from './origin';
+import { describeNetworkError } from './origin';
+import { parsePathStyle, pathStyleRewriter } from './pathStyle';
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+  /** The proxy URL clients use, e.g. http://127.0.0.1:8899 */
+  url: string;
+}
+
+class ExchangeImpl implements Exchange {
+  cacheOutcome?: string;
+  private headersCache: http.OutgoingHttpHeaders | null = null;
+
+  constructor(
+    readonly id: number,
+    readonly method: string,
+    readonly url: URL,
+    readonly req: http.IncomingMessage,
+    readonly res: http.ServerResponse,
+    readonly startedAt: number,
+    readonly rewriteHeaders: ((raw: string[]) => string[]) | null,
+    private readonly viaName: string,
+  ) {}
+
+  // Built on first use: a cache hit never needs it.
+  get forwardHeaders(): http.OutgoingHttpHeaders {
+    return (this.headersCache ??= forwardRequestHeaders(this.req.headers, this.req.httpVersion, this.viaName));
+  }
+}
+
+/**
+ * The HTTP front of the proxy: accepts absolute-form and path-style requests, CONNECT tunnels
+ * and upgrades; checks credentials and loops; hands each routed request to the handler; answers
+ * every failure with a status and a readable text body. Knows nothing of caching.
+ */
+export class ProxyServer {
+  private readonly server: http.Server;
+  private handler: RequestHandler;
+  private nextId = 1;
+  private address: ListenAddress | null = null;
+  private readonly localAddresses = new Set<string>();
+  private readonly tunnels = new Set<Duplex>();
+  private readonly inFlight = new Set<http.ServerResponse>();
+  private readonly expectedAuth: Buffer | null;
+  /** Our Via received-by token: a per-instance suffix tells our own requests coming back (loops) from chained instances. */
+  readonly viaName = `${VIA_NAME}-${randomBytes(3).toString('hex')}`;
+
+  constructor(
+    private readonly config: ProxyConfig,
+    private readonly events: EventBus,
+    private readonly origin: OriginClient,
+    handler: RequestHandler,
+  ) {
+    this.handler = handler;
+    this.expectedAuth = config.auth ? Buffer.from(`Basic ${Buffer.from(`${config.auth.username}:${config.auth.password}`).toString('base64')}`) : null;
+    this.server = http.createServer({
+      maxHeaderSize: config.maxHeaderBytes,
+      keepAliveTimeout: 30_000,
+      headersTimeout: 20_000,
+      requestTimeout: 0, // long uploads are fine; idle sockets are reclaimed by the socket timeout below
+      noDelay: true,
+    });
+    this.server.on('request', (req, res) => this.onRequest(req, res));
+    this.server.on('connect', (req, socket, head) => this.onConnect(req, socket, head));
+    this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
+    this.server.on('clientError', (err, socket) => this.onClientError(err as NodeJS.ErrnoException, socket));
+    this.server.on('connection', (socket: net.Socket) => socket.setTimeout(120_000, () => socket.destroy()));
+  }
+
+  setHandler(handler: RequestHandler): void {
+    this.handler = handler;
+  }
+
+  listen(): Promise<ListenAddress> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException) => {
+        this.server.off('listening', onListening);
+        if (err.code === 'EADDRINUSE') {
+          reject(new ProxyError(0, `port ${this.config.port} on ${this.config.host} is already in use`, 'EADDRINUSE'));
+        } else if (err.code === 'EACCES') {
+          reject(new ProxyError(0, `not allowed to listen on ${this.config.host}:${this.config.port} (ports below 1024 need privileges)`, 'EACCES'));
+        } else if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND') {
+          reject(new ProxyError(0, `cannot listen on ${this.config.host}: no such address on this machine`, err.code));
+        } else {
+          reject(err);
+        }
+      };
+      const onListening = () => {
+        this.server.off('error', onError);
+        const a = this.server.address() as net.AddressInfo;
+        const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+        this.address = { host: a.address, port: a.port, url: `http://${host}:${a.port}` };
+        this.collectLocalAddresses(a.address);
+        this.events.emit({ type: 'listening', host: a.address, port: a.port, url: this.address.url });
+        resolve(this.address);
+      };
+      this.server.once('error', onError);
+      this.server.once('listening', onListening);
+      this.server.listen({ port: this.config.port, host: this.config.host });
+    });
+  }
+
+  get listenAddress(): ListenAddress | null {
+    return this.address;
+  }
+
+  /**
+   * Stops accepting, lets in-flight responses finish (up to graceMs), then closes everything.
+   * Open tunnels are closed at once: they have no response to finish.
+   */
+  async close(graceMs = 10_000): Promise<void> {
+    if (!this.server.listening) return;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    for (const t of this.tunnels) t.destroy();
+    const deadline = Date.now() + graceMs;
+    while (this.inFlight.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 25));
+      this.server.closeIdleConnections();
+    }
+    this.server.closeAllConnections();
+    await closed;
+    this.events.emit({ type: 'closed' });
+  }
+
+  private collectLocalAddresses(bound: string): void {
+    const add = (a: string) => this.localAddresses.add(a.toLowerCase());
+    ['localhost', '127.0.0.1', '::1', '0.0.0.0', '::', bound, os.hostname()].forEach(add);
+    for (const list of Object.values(os.networkInterfaces())) for (const i of list ?? []) add(i.address);
+  }
+
+  /** A target that is this proxy itself would loop forever. */
+  private targetsSelf(hostname: string, port: number): boolean {
+    if (!this.address || port !== this.address.port) return false;
+    const h = hostname.replace(/^\[|\]$/g, '').toLowerCase();
+    return this.localAddresses.has(h) || /^127\./.test(h);
+  }
+
+  private authorized(req: http.IncomingMessage): boolean {
+    if (!this.expectedAuth) return true;
+    const given = req.headers['proxy-authorization'];
+    if (typeof given !== 'string') return false;
+    const buf = Buffer.from(given.trim());
+    return buf.length === this.expectedAuth.length && timingSafeEqual(buf, this.expectedAuth);
+  }
+
+  private viaLoop(req: http.IncomingMessage): boolean {
+    const via = req.headers.via;
+    return typeof via === 'string' && via.includes(this.viaName);
+  }
+
+  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const id = this.nextId++;
+    const startedAt = performance.now();
+    const method = req.method ?? 'GET';
+    if (!this.authorized(req)) {
+      this.reject(res, id, method, req.url ?? '', 407, 'Proxy authentication required: send Proxy-Authorization with the configured credentials.', {
+        'Proxy-Authenticate': 'Basic realm="caching-proxy"',
+      });
+      return;
+    }
+    const routed = this.route(req);
+    if (routed instanceof ProxyError) {
+      this.reject(res, id, method, req.url ?? '', routed.status, routed.message, routed.status === 307 ? { Location: routed.code ?? '/' } : undefined);
+      return;
+    }
+    const { url, rewrite } = routed;
+    const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+    if (this.targetsSelf(url.hostname, port) || this.viaLoop(req)) {
+      this.reject(res, id, method, url.href, 508, `Loop detected: ${url.host} is this proxy itself. Send requests for other servers.`);
+      return;
+    }
+    const ex = new ExchangeImpl(id, method, url, req, res, startedAt, rewrite, this.viaName);
+    this.track(ex);
+    this.handler(ex).catch((err: unknown) => this.fail(ex, err));
+  }
+
+  /** Works out the absolute target of a request: absolute-form, or path-style (http://proxy/host/path). */
+  private route(req: http.IncomingMessage): { url: URL; rewrite: ((raw: string[]) => string[]) | null } | ProxyError {
+    const target = req.url ?? '';
+    if (/^https?:\/\//i.test(target)) {
+      try {
+        const url = new URL(target);
+        if (!url.hostname) throw new Error('no host');
+        return { url, rewrite: null };
+      } catch {
+        return new ProxyError(400, `Bad request: "${truncate(target)}" is not a valid absolute URL.`);
+      }
+    }
+    if (!target.startsWith('/')) {
+      return new ProxyError(400, `Bad request: the request target "${truncate(target)}" is neither an absolute URL nor a path.`);
+    }
+    const base = req.headers.host ? `http://${req.headers.host}` : (this.address?.url ?? 'http://localhost');
+    const parsed = parsePathStyle(target, req.headers.referer, base);
+    if (parsed.kind === 'url') return { url: parsed.url, rewrite: pathStyleRewriter(base) };
+    if (parsed.kind === 'redirect') return new ProxyError(307, `Redirecting to ${parsed.location}`, parsed.location);
+    return new ProxyError(
+      400,
+      `Bad request: "${truncate(target)}" is a relative URL.\n\n` +
+        'This is a forward proxy. Either configure your client to use it (curl -x ' + base + ' http://example.com/),\n' +
+        'or address a site path-style: ' + base + '/example.com/some/path (https: ' + base + '/https://example.com/).',
+    );
+  }
+
+  private track(ex: ExchangeImpl): void {
+    const { res } = ex;
+    this.inFlight.add(res);
+    const active = this.events.active;
+    if (active) this.events.emit({ type: 'request', id: ex.id, method: ex.method, url: ex.url.href, httpVersion: ex.req.httpVersion });
+    res.once('close', () => {
+      this.inFlight.delete(res);
+      if (!this.events.active) return;
+      this.events.emit({
+        type: 'response',
+        id: ex.id,
+        method: ex.method,
+        url: ex.url.href,
+        status: res.statusCode,
+        bytes: bodyBytes.get(res) ?? 0,
+        durationMs: performance.now() - ex.startedAt,
+        cache: ex.cacheOutcome,
+        aborted: res.writableFinished ? undefined : true,
+      });
+    });
+  }
+
+  /** A handler failed: answer with its status if nothing was sent yet, otherwise break the connection. */
+  private fail(ex: ExchangeImpl, err: unknown): void {
+    const pe = err instanceof ProxyError ? err : describeNetworkError(err as NodeJS.ErrnoException, ex.url.host);
+    if (pe.status === 499) {
+      ex.res.destroy();
+      return;
+    }
+    this.events.emit({ type: 'error', id: ex.id, method: ex.method, url: ex.url.href, status: pe.status, code: pe.code, message: pe.message });
+    if (ex.res.headersSent) {
+      ex.res.destroy();
+      return;
+    }
+    sendText(ex.res, pe.status, pe.message, ex.cacheOutcome ? { 'Cache-Status': `caching-proxy; ${ex.cacheOutcome}` } : undefined);
+  }
+
+  private reject(res: http.ServerResponse, id: number, method: string, url: string, status: number, message: string, headers?: Record<string, string>): void {
+    this.events.emit({ type: 'error', id, method, url, status, message });
+    sendText(res, status, message, headers);
+  }
+
+  private onConnect(req: http.IncomingMessage, clientSocket: Duplex, head: Buffer): void {
+    const id = this.nextId++;
+    const target = req.url ?? '';
+    const refuse = (status: number, message: string, headers: Record<string, string> = {}) => {
+      this.events.emit({ type: 'error', id, method: 'CONNECT', url: target, status, message });
+      writeRawResponse(clientSocket, status, message, headers);
+    };
+    if (!this.authorized(req)) return refuse(407, 'Proxy authentication required.', { 'Proxy-Authenticate': 'Basic realm="caching-proxy"' });
+    const m = /^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):(\d{1,5})$/.exec(target);
+    const port = m ? Number(m[2]) : 0;
+    if (!m || port < 1 || port > 65535) return refuse(400, `Bad CONNECT target "${truncate(target)}": expected host:port.`);
+    const hostname = m[1].replace(/^\[|\]$/g, '');
+    if (this.targetsSelf(hostname, port)) return refuse(508, `Loop detected: ${target} is this proxy itself.`);
+
+    const started = performance.now();
+    let bytesUp = 0;
+    let bytesDown = 0;
+    const route = this.origin.route(hostname, port);
+    const opened = (upstream: net.Socket, upstreamHead: Buffer | null) => {
+      this.tunnels.add(clientSocket);
+      this.events.emit({ type: 'tunnel-open', id, target });
+      clientSocket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length) upstream.write(head);
+      if (upstreamHead?.length) clientSocket.write(upstreamHead);
+      upstream.on('data', (c: Buffer) => (bytesDown += c.length));
+      clientSocket.on('data', (c: Buffer) => (bytesUp += c.length));
+      upstream.pipe(clientSocket);
+      clientSocket.pipe(upstream);
+      upstream.setTimeout(0);
+      let closed = false;
+      const close = () => {
+        if (closed) return;
+        closed = true;
+        this.tunnels.delete(clientSocket);
+        upstream.destroy();
+        clientSocket.destroy();
+        this.events.emit({ type: 'tunnel-close', id, target, bytesUp: bytesUp + head.length, bytesDown, durationMs: performance.now() - started });
+      };
+      upstream.once('close', close);
+      clientSocket.once('close', close);
+      upstream.on('error', close);
+      clientSocket.on('error', close);
+    };
+    const failed = (err: NodeJS.ErrnoException | ProxyError) => {
+      const pe = err instanceof ProxyError ? err : describeNetworkError(err, route.proxy ? `${target} via upstream proxy ${route.proxy.host}` : target);
+      refuse(pe.status, pe.message);
+    };
+    clientSocket.on('error', () => clientSocket.destroy());
+
+    if (route.proxy) {
+      const proxyReq = http.request({
+        host: route.proxy.hostname.replace(/^\[|\]$/g, ''),
+        port: route.proxy.port || 80,
+        method: 'CONNECT',
+        path: target,
+        headers: { host: target, ...(this.origin.upstreamAuthorization ? { 'proxy-authorization': this.origin.upstreamAuthorization } : {}) },
+        agent: false,
+      });
+      proxyReq.setTimeout(this.origin.timeout, () => proxyReq.destroy(new ProxyError(504, `upstream proxy ${route.proxy?.host} did not answer CONNECT ${target} in time`, 'ETIMEDOUT')));
+      proxyReq.once('connect', (res, socket, upstreamHead) => {
+        if (res.statusCode !== 200) {
+          socket.destroy();
+          return refuse(502, `upstream proxy ${route.proxy?.host} refused CONNECT ${target} with ${res.statusCode} ${res.statusMessage ?? ''}`.trim());
+        }
+        opened(socket, upstreamHead);
+      });
+      proxyReq.once('error', failed);
+      proxyReq.end();
+      clientSocket.once('close', () => proxyReq.destroy());
+      return;
+    }
+    const upstream = net.connect({ host: hostname, port });
+    upstream.setTimeout(this.origin.timeout, () => upstream.destroy(new ProxyError(504, `connecting to ${target} timed out after ${this.origin.timeout / 1000} s`, 'ETIMEDOUT')));
+    upstream.once('connect', () => {
+      upstream.removeAllListeners('error');
+      opened(upstream, null);
+    });
+    upstream.once('error', failed);
+    clientSocket.once('close', () => {
+      if (upstream.connecting) upstream.destroy();
+    });
+  }
+
+  /** WebSocket and other Upgrade requests: forwarded as a request, then both sockets spliced. */
+  private onUpgrade(req: http.IncomingMessage, clientSocket: Duplex, head: Buffer): void {
+    const id = this.nextId++;
+    const method = req.method ?? 'GET';
+    const refuse = (status: number, message: string, headers: Record<string, string> = {}) => {
+      this.events.emit({ type: 'error', id, method, url: req.url ?? '', status, message });
+      writeRawResponse(clientSocket, status, message, headers);
+    };
+    clientSocket.on('error', () => clientSocket.destroy());
+    if (!this.authorized(req)) return refuse(407, 'Proxy authentication required.', { 'Proxy-Authenticate': 'Basic realm="caching-proxy"' });
+    const routed = this.route(req);
+    if (routed instanceof ProxyError) return refuse(routed.status === 307 ? 400 : routed.status, routed.message);
+    const { url } = routed;
+    const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+    if (this.targetsSelf(url.hostname, port) || this.viaLoop(req)) return refuse(508, `Loop detected: ${url.host} is this proxy itself.`);
+
+    const headers = forwardRequestHeaders(req.headers, req.httpVersion, this.viaName);
+    // The upgrade handshake itself is end-to-end here.
+    headers.connection = 'Upgrade';
+    headers.upgrade = req.headers.upgrade;
+    const protocol = String(req.headers.upgrade ?? '');
+    const route = this.origin.route(url.hostname, port);
+    const options: http.RequestOptions = route.proxy
+      ? { host: route.proxy.hostname, port: route.proxy.port || 80, path: url.href, headers: { ...headers, host: url.host } }
+      : { host: url.hostname.replace(/^\[|\]$/g, ''), port, path: url.pathname + url.search, headers: { ...headers, host: url.host } };
+    options.method = method;
+    options.agent = false;
+    const upstreamReq = http.request(options);
+    upstreamReq.setTimeout(this.origin.timeout, () => upstreamReq.destroy(new ProxyError(504, `${url.host} did not answer the upgrade in time`, 'ETIMEDOUT')));
+    upstreamReq.once('upgrade', (res, upstreamSocket, upstreamHead) => {
+      upstreamSocket.setTimeout(0);
+      const lines = [`HTTP/1.1 ${res.statusCode} ${res.statusMessage ?? ''}`];
+      for (let i = 0; i < res.rawHeaders.length; i += 2) lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`);
+      lines.push(`Via: ${appendVia(undefined, res.httpVersion, this.viaName)}`);
+      clientSocket.write(lines.join('\r\n') + '\r\n\r\n');
+      if (upstreamHead.length) clientSocket.write(upstreamHead);
+      if (head.length) upstreamSocket.write(head);
+      this.events.emit({ type: 'upgrade', id, url: url.href, protocol });
+      this.tunnels.add(clientSocket);
+      upstreamSocket.pipe(clientSocket);
+      clientSocket.pipe(upstreamSocket);
+      const close = () => {
+        this.tunnels.delete(clientSocket);
+        upstreamSocket.destroy();
+        clientSocket.destroy();
+      };
+      upstreamSocket.once('close', close);
+      clientSocket.once('close', close);
+      upstreamSocket.on('error', close);
+    });
+    upstreamReq.once('response', (res) => {
+      // The origin declined to upgrade: relay its answer as is.
+      const lines = [`HTTP/1.1 ${res.statusCode} ${res.statusMessage ?? ''}`];
+      for (let i = 0; i < res.rawHeaders.length; i += 2) {
+        const name = res.rawHeaders[i].toLowerCase();
+        if (name !== 'connection' && name !== 'transfer-encoding' && name !== 'keep-alive') lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`);
+      }
+      lines.push('Connection: close');
+      clientSocket.write(lines.join('\r\n') + '\r\n\r\n');
+      res.pipe(clientSocket);
+    });
+    upstreamReq.once('error', (err: NodeJS.ErrnoException) => {
+      const pe = err instanceof ProxyError ? err : describeNetworkError(err, url.host);
+      refuse(pe.status, pe.message);
+    });
+    upstreamReq.end();
+  }
+
+  private onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    if (!socket.writable || err.code === 'ECONNRESET') {
+      socket.destroy();
+      return;
+    }
+    let status = 400;
+    let message = `Bad request: ${err.message}`;
+    if (err.code === 'HPE_HEADER_OVERFLOW') {
+      status = 431;
+      message = `Request header fields too large: the request head exceeds ${this.config.maxHeaderBytes} bytes.`;
+    } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'ERR_HTTP_HEADERS_TIMEOUT') {
+      status = 408;
+      message = 'Request timeout: the request head did not arrive in time.';
+    }
+    this.events.emit({ type: 'error', status, code: err.code, message });
+    writeRawResponse(socket, status, message);
+  }
+}
+
+/** A proxy-generated answer: status, readable text body, and no caching of it downstream. */
+export function sendText(res: http.ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
+  const body = Buffer.from(message.endsWith('\n') ? message : message + '\n');
+  res.writeHead(status, {
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Content-Length': body.length,
+    'Cache-Control': 'no-store',
+    ...headers,
+  });
+  res.end(body);
+}
+
+/** For sockets outside the http.ServerResponse machinery (CONNECT, upgrade, parse errors). */
+function writeRawResponse(socket: Duplex, status: number, message: string, headers: Record<string, string> = {}): void {
+  const body = Buffer.from(message.endsWith('\n') ? message : message + '\n');
+  const lines = [`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}`, 'Content-Type: text/plain; charset=utf-8', `Content-Length: ${body.length}`, 'Connection: close'];
+  for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
+  socket.end(Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n'), body]));
+}
+
+function truncate(s: string, max = 200): string {
+  const clean = s.replace(/[\x00-\x1f\x7f]/g, '?');
+  return clean.length > max ? clean.slice(0, max) + '…' : clean;
+}
