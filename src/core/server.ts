@@ -19,6 +19,9 @@ export interface ListenAddress {
   url: string;
 }
 
+const EXCHANGE = Symbol('caching-proxy.exchange');
+type TrackedResponse = http.ServerResponse & { [EXCHANGE]?: ExchangeImpl };
+
 class ExchangeImpl implements Exchange {
   cacheOutcome?: string;
   private headersCache: http.OutgoingHttpHeaders | null = null;
@@ -54,6 +57,7 @@ export class ProxyServer {
   private readonly tunnels = new Set<Duplex>();
   private readonly inFlight = new Set<http.ServerResponse>();
   private readonly expectedAuth: Buffer | null;
+  private readonly onResponseClose: (this: http.ServerResponse) => void;
   /** Our Via received-by token: a per-instance suffix tells our own requests coming back (loops) from chained instances. */
   readonly viaName = `${VIA_NAME}-${randomBytes(3).toString('hex')}`;
 
@@ -64,6 +68,10 @@ export class ProxyServer {
     handler: RequestHandler,
   ) {
     this.handler = handler;
+    const server = this;
+    this.onResponseClose = function (this: http.ServerResponse) {
+      server.responseClosed(this);
+    };
     this.expectedAuth = config.auth ? Buffer.from(`Basic ${Buffer.from(`${config.auth.username}:${config.auth.password}`).toString('base64')}`) : null;
     this.server = http.createServer({
       maxHeaderSize: config.maxHeaderBytes,
@@ -215,24 +223,29 @@ export class ProxyServer {
   }
 
   private track(ex: ExchangeImpl): void {
-    const { res } = ex;
+    const res = ex.res as TrackedResponse;
     this.inFlight.add(res);
-    const active = this.events.active;
-    if (active) this.events.emit({ type: 'request', id: ex.id, method: ex.method, url: ex.url.href, httpVersion: ex.req.httpVersion });
-    res.once('close', () => {
-      this.inFlight.delete(res);
-      if (!this.events.active) return;
-      this.events.emit({
-        type: 'response',
-        id: ex.id,
-        method: ex.method,
-        url: ex.url.href,
-        status: res.statusCode,
-        bytes: bodyBytes.get(res) ?? 0,
-        durationMs: performance.now() - ex.startedAt,
-        cache: ex.cacheOutcome,
-        aborted: res.writableFinished ? undefined : true,
-      });
+    if (this.events.active) this.events.emit({ type: 'request', id: ex.id, method: ex.method, url: ex.url.href, httpVersion: ex.req.httpVersion });
+    // One shared listener finds its exchange on the response: no closure or once-wrapper per request.
+    res[EXCHANGE] = ex;
+    res.on('close', this.onResponseClose);
+  }
+
+  private responseClosed(res: TrackedResponse): void {
+    this.inFlight.delete(res);
+    const ex = res[EXCHANGE];
+    res[EXCHANGE] = undefined;
+    if (!ex || !this.events.active) return;
+    this.events.emit({
+      type: 'response',
+      id: ex.id,
+      method: ex.method,
+      url: ex.url.href,
+      status: res.statusCode,
+      bytes: bodyBytes(res),
+      durationMs: performance.now() - ex.startedAt,
+      cache: ex.cacheOutcome,
+      aborted: res.writableFinished ? undefined : true,
     });
   }
 
