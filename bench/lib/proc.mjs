@@ -14,7 +14,9 @@ const children = new Set();
 
 /** Spawns a command pinned to the given CPU; every child is killed when the runner exits. */
 export function spawnPinned(cpu, cmd, args, options = {}) {
-  const child = spawn('taskset', ['-c', cpu, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+  // Its own process group, so stopping it also stops whatever it forked (an nginx worker left
+  // behind would keep our output pipes open and this runner alive).
+  const child = spawn('taskset', ['-c', cpu, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true, ...options });
   child.output = '';
   const keep = (chunk) => {
     child.output += chunk.toString();
@@ -23,7 +25,10 @@ export function spawnPinned(cpu, cmd, args, options = {}) {
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
   children.add(child);
-  child.once('exit', () => children.delete(child));
+  child.once('exit', () => {
+    children.delete(child);
+    signalGroup(child, 'SIGKILL');
+  });
   return child;
 }
 
@@ -31,7 +36,8 @@ export function spawnPinned(cpu, cmd, args, options = {}) {
 export function stopChild(child, signal = 'SIGTERM', graceMs = 5000) {
   if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    const timer = setTimeout(() => signalGroup(child, 'SIGKILL'), graceMs);
+    // On exit, spawnPinned's handler also stops anything it forked and left behind.
     child.once('exit', () => {
       clearTimeout(timer);
       resolve();
@@ -40,14 +46,16 @@ export function stopChild(child, signal = 'SIGTERM', graceMs = 5000) {
   });
 }
 
-export function killAllChildren() {
-  for (const c of children) {
-    try {
-      c.kill('SIGKILL');
-    } catch {
-      /* already gone */
-    }
+function signalGroup(child, signal) {
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    /* the group is gone */
   }
+}
+
+export function killAllChildren() {
+  for (const c of children) signalGroup(c, 'SIGKILL');
 }
 
 /** Waits until a line of the child's output matches, or fails with the output so far. */

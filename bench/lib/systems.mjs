@@ -120,7 +120,7 @@ http {
 /** Our proxy from its built CLI, pinned to the proxy CPU. */
 export async function startOurs(work, name, extraArgs = [], cacheDir = null, options = {}) {
   const dir = cacheDir ?? mkdir(join(work, name));
-  const args = [...(options.nodeArgs ?? []), join(REPO, 'dist', 'cli.js'), '--port', '0', '--cache-dir', dir, '--quiet', ...extraArgs];
+  const args = [...(options.nodeArgs ?? []), options.cli ?? join(REPO, 'dist', 'cli.js'), '--port', '0', '--cache-dir', dir, '--quiet', ...extraArgs];
   const started = performance.now();
   const child = spawnPinned(PROXY_CPU, process.execPath, args, { cwd: options.cwd ?? REPO });
   const m = await waitForOutput(child, /listening on http:\/\/127\.0\.0\.1:(\d+)/, 120_000);
