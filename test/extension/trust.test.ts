@@ -1,0 +1,42 @@
+import * as assert from 'node:assert/strict';
+import * as vscode from 'vscode';
+import { readSettings } from '../../src/extension/settings';
+import { EXTENSION_ID, getApi, setSetting, settings } from './helpers';
+
+suite('Workspace trust', () => {
+  teardown(async () => {
+    const api = await getApi();
+    await setSetting(api, 'host', undefined, vscode.ConfigurationTarget.Workspace);
+    await setSetting(api, 'upstreamProxy', undefined, vscode.ConfigurationTarget.Workspace);
+  });
+
+  test('host and upstreamProxy are declared restricted for untrusted workspaces', () => {
+    const pkg = vscode.extensions.getExtension(EXTENSION_ID)!.packageJSON as {
+      capabilities: { untrustedWorkspaces: { supported: string | boolean; restrictedConfigurations: string[] } };
+    };
+    assert.equal(pkg.capabilities.untrustedWorkspaces.supported, 'limited');
+    assert.deepEqual(pkg.capabilities.untrustedWorkspaces.restrictedConfigurations.sort(), ['cachingProxy.host', 'cachingProxy.upstreamProxy']);
+  });
+
+  test('workspace values of host and upstreamProxy count only in a trusted workspace', async () => {
+    const api = await getApi();
+    assert.ok(vscode.workspace.workspaceFolders?.length, 'the tests run with a folder open');
+    await setSetting(api, 'host', '127.0.0.2', vscode.ConfigurationTarget.Workspace);
+    await setSetting(api, 'upstreamProxy', 'http://127.0.0.1:9', vscode.ConfigurationTarget.Workspace);
+    await setSetting(api, 'port', 0, vscode.ConfigurationTarget.Workspace);
+
+    const untrusted = readSettings(settings(), { trusted: false, defaultCacheDir: '/tmp/x' });
+    assert.equal(untrusted.config.host, '127.0.0.1', 'workspace host ignored');
+    assert.equal(untrusted.config.upstreamProxy, null, 'workspace upstream proxy ignored');
+    assert.equal(untrusted.config.port, 0, 'unrestricted workspace values still apply');
+
+    const trusted = readSettings(settings(), { trusted: true, defaultCacheDir: '/tmp/x' });
+    assert.equal(trusted.config.host, '127.0.0.2');
+    assert.equal(trusted.config.upstreamProxy, 'http://127.0.0.1:9');
+
+    // This run's workspace is trusted, so the extension uses the workspace values.
+    assert.equal(vscode.workspace.isTrusted, true);
+    assert.equal(api.settings()?.config.host, '127.0.0.2');
+    await setSetting(api, 'port', undefined, vscode.ConfigurationTarget.Workspace);
+  });
+});
