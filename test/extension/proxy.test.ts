@@ -152,6 +152,7 @@ suite('Proxy lifecycle, tree and commands', () => {
     const before = origin.hits.get('/data.json') ?? 0;
     await viaProxy(port, `${origin.url}/data.json`);
     assert.equal(origin.hits.get('/data.json'), before + 1, 'a purged URL goes to the origin again');
+    await waitForEntry(api, '/data.json');
 
     const [host] = (await api.tree.getChildren()) as CacheNode[];
     await vscode.commands.executeCommand('cachingProxy.purgeHost', host);
