@@ -316,7 +316,9 @@ class CachingProxyExtension implements vscode.Disposable {
     register('cachingProxy.openEntry', async (node?: CacheNode) => {
       const entry = entryOf(node);
       if (!entry) return;
-      const doc = await vscode.workspace.openTextDocument(StoredResponseDocuments.uriFor(entry.entry));
+      let doc = await vscode.workspace.openTextDocument(StoredResponseDocuments.uriFor(entry.entry));
+      // The status line and headers above the body are not valid JSON/HTML: no language diagnostics.
+      if (doc.languageId !== 'plaintext') doc = await vscode.languages.setTextDocumentLanguage(doc, 'plaintext');
       await vscode.window.showTextDocument(doc, { preview: true });
     });
     register('cachingProxy.revalidateEntry', async (node?: CacheNode) => {

@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createServer } from 'node:http';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import * as net from 'node:net';
 import { join, resolve, dirname } from 'node:path';
@@ -67,6 +67,17 @@ async function openCachedUrlsView() {
   await title.first().or(header.first()).first().waitFor();
 }
 
+/** Drags the sidebar's edge so the entries' descriptions fit, as a user would. */
+async function widenSidebar() {
+  const box = await page.locator('.part.sidebar').boundingBox();
+  if (!box || box.width > 500) return;
+  const y = box.y + box.height / 2;
+  await page.mouse.move(box.x + box.width - 1, y);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width + 260, y, { steps: 5 });
+  await page.mouse.up();
+}
+
 const statusItem = (text) => page.locator('.statusbar-item', { hasText: text });
 const treeRow = (label) => page.locator('.pane-body .monaco-list-row', { has: page.locator('.label-name', { hasText: new RegExp(`^${label.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) }) });
 
@@ -103,7 +114,11 @@ test('"Caching Proxy: Start Proxy" from the command palette starts the proxy on 
   await statusItem(`127.0.0.1:${firstPort}`).waitFor();
   const res = await curl(['-x', `http://127.0.0.1:${firstPort}`, `${originUrl}/hello.txt`]);
   assert.equal(res.stdout, 'hello from /hello.txt\n');
+  // A click on the status bar item offers the commands that fit the state.
+  await statusItem(`127.0.0.1:${firstPort}`).click();
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Stop Proxy' }).waitFor();
   await screenshot('started');
+  await page.keyboard.press('Escape');
 });
 
 test('requests sent with curl through the proxy appear in the Cached URLs view', async () => {
@@ -115,6 +130,7 @@ test('requests sent with curl through the proxy appear in the Cached URLs view',
   // Open the view from its activity-bar icon.
   await openCachedUrlsView();
   await treeRow('/api/users.json').waitFor();
+  await widenSidebar();
   await treeRow('/docs/readme.txt').waitFor();
   await treeRow('/hello.txt').waitFor();
   const row = treeRow('/api/users.json');
@@ -134,6 +150,16 @@ test('the output channel shows one line per request', async () => {
   const text = (await lines.first().textContent()).replace(/\u00a0/g, ' ');
   assert.match(text, /\[info\] #\d+ GET http:\/\/127\.0\.0\.1:\d+\/docs\/readme\.txt 200/);
   await screenshot('output');
+});
+
+test('clicking a URL opens its stored response: status line, headers, pretty JSON', async () => {
+  await treeRow('/api/users.json').click();
+  await page.waitForFunction(() => {
+    const text = [...document.querySelectorAll('.editor-group-container .monaco-editor .view-lines')].map((el) => el.textContent.replace(/\u00a0/g, ' ')).join('\n');
+    return text.includes('HTTP/1.1 200 OK') && text.includes('"ok": true');
+  });
+  await page.locator('.tabs-container .tab', { hasText: 'users.json' }).waitFor();
+  await screenshot('stored-response');
 });
 
 test('Purge from the context menu removes the URL; the next request goes to the origin', async () => {
@@ -176,4 +202,60 @@ test('Stop Proxy: status bar and the welcome view offer Start again', async () =
   const res = await curl(['-x', `http://127.0.0.1:${secondPort}`, `${originUrl}/stopped.txt`]);
   assert.notEqual(res.code, 0);
   await screenshot('stopped');
+});
+
+test('a port in use: the error notification says so and "Use a Free Port" starts the proxy elsewhere', async () => {
+  const blocker = net.createServer();
+  await new Promise((r) => blocker.listen(secondPort, '127.0.0.1', r));
+  try {
+    await runCommand('Caching Proxy: Start Proxy');
+    const toast = page.locator('.notifications-toasts .notification-toast', { hasText: `port ${secondPort} on 127.0.0.1 is already in use` });
+    await toast.waitFor();
+    await toast.locator('.monaco-button', { hasText: 'Open Setting' }).waitFor();
+    await page.waitForTimeout(400); // let the toast finish sliding in, for the picture only
+    await screenshot('port-in-use');
+    await toast.locator('.monaco-button', { hasText: 'Use a Free Port' }).click();
+    const running = statusItem(/127\.0\.0\.1:\d+ · \d+ hits?/);
+    await running.waitFor();
+    const port = Number(/:(\d+)/.exec(await running.innerText())[1]);
+    assert.notEqual(port, secondPort);
+    const res = await curl(['-x', `http://127.0.0.1:${port}`, `${originUrl}/free-port.txt`]);
+    assert.equal(res.stdout, 'hello from /free-port.txt\n');
+    await runCommand('Caching Proxy: Stop Proxy');
+    await statusItem('Caching Proxy: stopped').waitFor();
+  } finally {
+    await new Promise((r) => blocker.close(r));
+  }
+});
+
+/** Pids of proxy processes forked from this code-server's installed extension. */
+async function proxyProcesses() {
+  const found = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const cmdline = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.includes(server.dirs.extensions) && cmdline.includes('dist/cli.js')) {
+      const stat = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => '');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      found.push({ pid: Number(name), ppid });
+    }
+  }
+  return found;
+}
+
+test('when the extension host dies, the proxy process exits and frees its port', async () => {
+  await runCommand('Caching Proxy: Start Proxy');
+  const running = statusItem(/127\.0\.0\.1:\d+ · \d+ hits?/);
+  await running.waitFor();
+  const port = Number(/:(\d+)/.exec(await running.innerText())[1]);
+  const [proxy] = await proxyProcesses();
+  assert.ok(proxy, 'the proxy runs as its own process');
+  process.kill(proxy.ppid, 'SIGKILL'); // the extension host, as if it crashed
+  const deadline = Date.now() + 15_000;
+  while ((await proxyProcesses()).some((p) => p.pid === proxy.pid)) {
+    assert.ok(Date.now() < deadline, 'the orphaned proxy process is still running');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const res = await curl(['-x', `http://127.0.0.1:${port}`, `${originUrl}/orphan.txt`]);
+  assert.notEqual(res.code, 0, 'nothing listens on the port any more');
 });
