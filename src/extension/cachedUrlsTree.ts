@@ -46,6 +46,9 @@ export class CachedUrlsTreeProvider implements vscode.TreeDataProvider<CacheNode
   private fetching: Promise<CacheEntrySummary[]> | null = null;
   private readonly disposables: vscode.Disposable[] = [];
 
+  /** Whether anyone can see the tree; while hidden, changes only mark the listing stale. */
+  isVisible: () => boolean = () => true;
+
   constructor(private readonly controller: ProxyController) {
     const onEvents = (events: ProxyEvent[]) => {
       if (events.some(changesListing)) this.scheduleRefresh();
@@ -85,8 +88,8 @@ export class CachedUrlsTreeProvider implements vscode.TreeDataProvider<CacheNode
     this.firstPendingAt = 0;
     this.stale = true;
     this.changed.fire(undefined);
-    // Keep the "cache empty" context and status bar right even while the view is hidden.
-    void this.load();
+    // Listing 10,000 entries over IPC is not free: only fetch for a visible view (getChildren fetches on show).
+    if (this.isVisible()) void this.load();
   }
 
   private scheduleRefresh(): void {

@@ -68,8 +68,11 @@ class CachingProxyExtension implements vscode.Disposable {
         if (e.affectsConfiguration(SECTION)) this.applySettings();
       }),
       vscode.workspace.onDidGrantWorkspaceTrust(() => this.applySettings()),
-      this.tree.onDidRefresh(() => void this.updateHits()),
+      this.treeView.onDidChangeVisibility((e) => {
+        if (e.visible) this.tree.refresh();
+      }),
     );
+    this.tree.isVisible = () => this.treeView.visible;
     this.controller.on('events', (events, dropped) => this.onEvents(events, dropped));
     this.controller.on('state', () => this.onState());
     this.controller.on('output', (text) => {
@@ -212,6 +215,7 @@ class CachingProxyExtension implements vscode.Disposable {
   // ---- events -----------------------------------------------------------------------------
 
   private onEvents(events: ProxyEvent[], dropped: number): void {
+    if (events.some((e) => e.type === 'response' || e.type === 'cache')) this.scheduleHitsUpdate();
     for (const e of events) {
       if (e.type === 'listening' || e.type === 'closed') continue; // the extension logs start/stop itself
       this.writeLog(eventLevel(e), formatEvent(e));
@@ -223,6 +227,16 @@ class CachingProxyExtension implements vscode.Disposable {
     this.log[level](line);
     this.logLines.push(`${level} ${line}`);
     if (this.logLines.length > LOG_LINES_KEPT) this.logLines.splice(0, this.logLines.length - LOG_LINES_KEPT);
+  }
+
+  private hitsTimer: NodeJS.Timeout | null = null;
+
+  /** The hit count in the status bar follows events, at most a few times a second. */
+  private scheduleHitsUpdate(): void {
+    this.hitsTimer ??= setTimeout(() => {
+      this.hitsTimer = null;
+      void this.updateHits();
+    }, 300);
   }
 
   private async updateHits(): Promise<void> {
@@ -382,6 +396,7 @@ class CachingProxyExtension implements vscode.Disposable {
   }
 
   dispose(): void {
+    if (this.hitsTimer) clearTimeout(this.hitsTimer);
     this.controller.dispose();
     for (const d of this.disposables) d.dispose();
   }

@@ -125,6 +125,14 @@ suite('Proxy lifecycle, tree and commands', () => {
     await vscode.commands.executeCommand('workbench.action.closeAllEditors');
   });
 
+  test('Copy URL and Copy as curl put the entry on the clipboard', async () => {
+    const node = await entryNode(api, '/data.json');
+    await vscode.commands.executeCommand('cachingProxy.copyEntryUrl', node);
+    assert.equal(await vscode.env.clipboard.readText(), `${origin.url}/data.json`);
+    await vscode.commands.executeCommand('cachingProxy.copyAsCurl', node);
+    assert.equal(await vscode.env.clipboard.readText(), `curl -x ${api.controller.address!.url} '${origin.url}/data.json'`);
+  });
+
   test('Revalidate asks the origin again and reports the entry', async () => {
     const before = origin.hits.get('/data.json') ?? 0;
     const shownBefore = api.notifications.length;
