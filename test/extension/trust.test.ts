@@ -1,4 +1,6 @@
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { readSettings } from '../../src/extension/settings';
 import { EXTENSION_ID, getApi, setSetting, settings } from './helpers';
@@ -30,13 +32,33 @@ suite('Workspace trust', () => {
     assert.equal(untrusted.config.upstreamProxy, null, 'workspace upstream proxy ignored');
     assert.equal(untrusted.config.port, 0, 'unrestricted workspace values still apply');
 
-    const trusted = readSettings(settings(), { trusted: true, defaultCacheDir: '/tmp/x' });
-    assert.equal(trusted.config.host, '127.0.0.2');
-    assert.equal(trusted.config.upstreamProxy, 'http://127.0.0.1:9');
+    if (vscode.workspace.isTrusted) {
+      const trusted = readSettings(settings(), { trusted: true, defaultCacheDir: '/tmp/x' });
+      assert.equal(trusted.config.host, '127.0.0.2');
+      assert.equal(trusted.config.upstreamProxy, 'http://127.0.0.1:9');
+    } else {
+      // restrictedConfigurations in effect: the editor itself hides these workspace values.
+      assert.equal(settings().get('host'), '127.0.0.1');
+      const written = fs.readFileSync(path.join(vscode.workspace.workspaceFolders![0].uri.fsPath, '.vscode', 'settings.json'), 'utf8');
+      assert.match(written, /"cachingProxy\.host": "127\.0\.0\.2"/, 'the workspace value is there, just not used');
+    }
 
-    // This run's workspace is trusted, so the extension uses the workspace values.
-    assert.equal(vscode.workspace.isTrusted, true);
-    assert.equal(api.settings()?.config.host, '127.0.0.2');
+    // What the extension actually runs with depends on this window's trust (the harness runs
+    // this suite twice: trusted, and with workspace trust enabled so the folder is untrusted).
+    if (vscode.workspace.isTrusted) {
+      assert.equal(api.settings()?.config.host, '127.0.0.2');
+      assert.equal(api.settings()?.config.upstreamProxy, 'http://127.0.0.1:9');
+    } else {
+      assert.equal(api.settings()?.config.host, '127.0.0.1');
+      assert.equal(api.settings()?.config.upstreamProxy, null);
+      assert.equal(api.settings()?.config.port, 0);
+      await vscode.commands.executeCommand('cachingProxy.start');
+      try {
+        assert.equal(api.controller.address?.host, '127.0.0.1', 'the proxy listens where the user settings say');
+      } finally {
+        await vscode.commands.executeCommand('cachingProxy.stop');
+      }
+    }
     await setSetting(api, 'port', undefined, vscode.ConfigurationTarget.Workspace);
   });
 });
