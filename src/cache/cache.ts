@@ -561,6 +561,9 @@ export class Cache implements HttpCache {
         this.warnDisk(err);
       }
     }
+    const declared = Number(rawHeader(upstream.rawHeaders, 'content-length'));
+    const declaredLength = Number.isFinite(declared) && declared > 0 ? declared : Infinity;
+    let lastChunk: Buffer | null = null;
     let chunks: Buffer[] | null = this.memoryShare > 0 ? [] : null;
     let size = 0;
     let tooLarge = false;
@@ -587,7 +590,10 @@ export class Cache implements HttpCache {
         size += chunk.length;
         if (!clientGone && res) {
           countBytes(res, chunk.length);
-          if (!res.write(chunk) && !pausedByClient) {
+          if (size >= declaredLength) {
+            // With a Content-Length the client is done at the last byte: hold it until the entry is published.
+            lastChunk = lastChunk ? Buffer.concat([lastChunk, chunk]) : chunk;
+          } else if (!res.write(chunk) && !pausedByClient) {
             pausedByClient = true;
             res.once('drain', () => {
               pausedByClient = false;
@@ -643,17 +649,22 @@ export class Cache implements HttpCache {
         if (upstream.complete === false) return fail(new ProxyError(502, 'the origin closed the connection mid-body', 'ECONNRESET'));
         if (settled) return;
         settled = true;
-        if (res && !clientGone) res.end();
+        const endClient = () => {
+          if (res && !clientGone) res.end(lastChunk ?? undefined);
+          resolve();
+        };
         if (tooLarge) {
           writer?.abort();
           this.emit('not-stored', plan.href, { key: s.key, reason: 'too-large', status: s.status, size });
           if (plan.replacing) this.drop(plan.replacing, 'invalidated', 'replaced by a response too large to store');
-          return resolve();
+          return endClient();
         }
+        // The entry is published before the client's response ends: a client that got the
+        // whole response and asks again gets a hit. Publishing is a rename and a small write.
         const body = chunks ? Buffer.concat(chunks, size) : null;
         const commit = this.commit(writer, body, size, plan, s);
         this.track(commit);
-        commit.then(resolve, resolve);
+        commit.then(endClient, endClient);
       });
     });
   }
@@ -1152,10 +1163,10 @@ export class Cache implements HttpCache {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
     this.prefetchQueue = [];
     await Promise.all([...this.fills.values()].map((f) => f.promise.catch(() => {})));
     await this.flushWrites();
+    this.closed = true;
     if (this.disk) {
       const records = this.oldestFirst().filter((e) => e.onDisk).map(toRecord);
       await this.disk.saveIndex(records).catch((err) => this.warnDisk(err));

@@ -56,6 +56,7 @@ export class BodyWriter {
   size = 0;
   error: NodeJS.ErrnoException | null = null;
   private closed: Promise<void>;
+  private drainWaiters: Array<() => void> = [];
 
   constructor(tmpDir: string) {
     this.tmpPath = path.join(tmpDir, `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}.tmp`);
@@ -63,6 +64,15 @@ export class BodyWriter {
     this.closed = new Promise((resolve) => this.stream.once('close', () => resolve()));
     this.stream.on('error', (err: NodeJS.ErrnoException) => {
       this.error ??= err;
+      // A failed file never drains: release whoever waits so the response keeps flowing.
+      const waiting = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const fn of waiting) fn();
+    });
+    this.stream.on('drain', () => {
+      const waiting = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const fn of waiting) fn();
     });
   }
 
@@ -75,7 +85,8 @@ export class BodyWriter {
   }
 
   onDrain(fn: () => void): void {
-    this.stream.once('drain', fn);
+    if (this.error) fn();
+    else this.drainWaiters.push(fn);
   }
 
   abort(): void {
