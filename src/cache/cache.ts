@@ -34,6 +34,12 @@ interface LoadedMeta {
   statusMessage: string;
   raw: string[];
   policy: CachePolicy;
+  /**
+   * The policy requests are evaluated against. http-cache-semantics 4.3 revalidates every
+   * must-revalidate response even while fresh; RFC 9111 §5.2.2.2 only forbids serving it
+   * stale. So freshness is judged without the directive, and staleness is checked separately.
+   */
+  evalPolicy: CachePolicy;
   /** A plain request (no Cache-Control) may be answered without asking the policy again while now < freshUntil. */
   fastOk: boolean;
   mustRevalidate: boolean;
@@ -169,9 +175,13 @@ export class Cache implements HttpCache {
         ? new LRUCache<string, Entry>({
             maxSize: memoryBytes,
             sizeCalculation: (e) => Math.max(1, e.size),
-            dispose: (entry) => {
+            dispose: (entry, key, reason) => {
               // Still listed and on disk; only the memory copy goes.
               if (entry.onDisk) entry.body = null;
+              // Held only here (its disk write failed): out of memory means out of the cache.
+              else if (reason === 'evict') queueMicrotask(() => {
+                if (this.index.peek(key) === entry) this.index.delete(key);
+              });
             },
           })
         : null;
@@ -272,13 +282,22 @@ export class Cache implements HttpCache {
   }
 
   private loadedMeta(policy: CachePolicy, statusMessage: string, raw: string[], requestHeaders: Record<string, string>): LoadedMeta {
-    const url = (policy.toObject().u as string | undefined) ?? '';
+    const obj = policy.toObject();
+    const url = obj.u ?? '';
+    let evalPolicy = policy;
+    const mustRevalidate = obj.rescc['must-revalidate'] !== undefined;
+    if (mustRevalidate) {
+      const rescc = { ...obj.rescc };
+      delete rescc['must-revalidate'];
+      evalPolicy = CachePolicy.fromObject({ ...obj, rescc });
+    }
     return {
       statusMessage,
       raw,
       policy,
-      fastOk: policy.satisfiesWithoutRevalidation({ url, method: 'GET', headers: requestHeaders }),
-      mustRevalidate: parseCacheControl(rawHeader(raw, 'cache-control')).has('must-revalidate'),
+      evalPolicy,
+      fastOk: evalPolicy.satisfiesWithoutRevalidation({ url, method: 'GET', headers: requestHeaders }),
+      mustRevalidate,
       requestHeaders,
     };
   }
@@ -395,11 +414,12 @@ export class Cache implements HttpCache {
 
     if (entry && meta) {
       const req = { url: href, method: 'GET', headers: this.policyHeaders(ex.url, h, entry.vary) };
-      const evaluation = meta.policy.evaluateRequest(req);
-      if (!evaluation.revalidation) {
+      const evaluation = meta.evalPolicy.evaluateRequest(req);
+      const staleForbidden = meta.mustRevalidate && meta.policy.stale();
+      if (!evaluation.revalidation && !staleForbidden) {
         return this.serveStored(ex, entry, `hit; ttl=${ttlSeconds(entry)}`);
       }
-      if (evaluation.response && !evaluation.revalidation.synchronous) {
+      if (evaluation.response && evaluation.revalidation && !evaluation.revalidation.synchronous && !staleForbidden) {
         // stale-while-revalidate: answer now, refresh behind the client's back.
         this.emit('served-stale', href, { key, reason: 'stale-while-revalidate', status: entry.status });
         this.backgroundRevalidate(entry);
@@ -458,8 +478,11 @@ export class Cache implements HttpCache {
   private async fetchAndAnswer(ex: Exchange | null, fwd: string, replacing: Entry | null, fill: Fill | null, url?: URL): Promise<void> {
     const target = ex ? ex.url : url!;
     const headers = ex ? ex.forwardHeaders : { accept: '*/*', via: `1.1 ${VIA_NAME}` };
-    const count = (this.admissions.get(target.href) ?? 0) + 1;
-    this.admissions.set(target.href, count);
+    let count = 1;
+    if (this.config.admitAfter > 1 && ex) {
+      count += this.admissions.get(target.href) ?? 0;
+      this.admissions.set(target.href, count);
+    }
     if (ex) ex.cacheOutcome = `fwd=${fwd}`;
     const upstream = await this.deps.origin.fetch({
       method: 'GET',

@@ -56,6 +56,8 @@ export async function startCaseOrigin(): Promise<CaseOrigin> {
       case '/must-revalidate':
         if (req.headers['if-none-match'] === etag) return send(304, { ETag: etag, 'Cache-Control': 'max-age=0, must-revalidate' });
         return send(200, { 'Cache-Control': 'max-age=0, must-revalidate', ETag: etag }, 'must-revalidate body');
+      case '/must-revalidate-fresh':
+        return send(200, { 'Cache-Control': 'max-age=60, must-revalidate' }, 'fresh until it is not');
       case '/private':
         return send(200, { 'Cache-Control': 'private, max-age=60' }, 'private body');
       case '/auth':
