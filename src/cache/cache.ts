@@ -376,7 +376,8 @@ export class Cache implements HttpCache {
       // Storable by the letter of RFC 9111, but one user's cookie must not be handed to another.
       return { reason: 'set-cookie' };
     }
-    const explicit = cc.has('max-age') || (shared && cc.has('s-maxage')) || headers.expires !== undefined;
+    // `immutable` counts as stated freshness: the library gives it immutableMinTimeToLive.
+    const explicit = cc.has('max-age') || (shared && cc.has('s-maxage')) || headers.expires !== undefined || cc.has('immutable');
     const noCache = cc.has('no-cache') || (headers['cache-control'] === undefined && /no-cache/.test(String(headers.pragma ?? '')));
     if (!explicit && !noCache) {
       const withTtl = { ...headers, 'cache-control': [headers['cache-control'], `max-age=${ttl}`].filter(Boolean).join(', ') };
