@@ -489,7 +489,7 @@ export class Cache implements HttpCache {
       method: 'GET',
       url: target,
       headers,
-      signal: ex ? abortOnClientClose(ex).signal : undefined,
+      signal: ex ? this.abortUnlessAwaited(ex, fill) : undefined,
     });
     const plan: Plan = {
       url: target,
@@ -501,6 +501,15 @@ export class Cache implements HttpCache {
       fill,
     };
     return this.storeOrRelay(ex, upstream, plan, ex === null || count >= this.config.admitAfter ? null : `admit-after-${this.config.admitAfter}`);
+  }
+
+  /** Cancels the origin request when its client goes away, unless coalesced requests wait for the body. */
+  private abortUnlessAwaited(ex: Exchange, fill: Fill | null): AbortSignal {
+    const controller = new AbortController();
+    ex.res.once('close', () => {
+      if (!ex.res.writableFinished && (fill?.waiters ?? 0) === 0) controller.abort();
+    });
+    return controller.signal;
   }
 
   /** Decides whether a fresh origin response is stored; relays it to the client either way. */

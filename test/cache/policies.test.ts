@@ -225,3 +225,43 @@ test('the response log line carries what the cache did', () =>
     assert.equal(responses[0].bytes, 10);
     assert.equal(responses[1].bytes, 10);
   }));
+
+/** Starts a GET through the proxy and destroys it once the first body bytes arrive. */
+function abortAfterFirstBytes(proxyPort: number, target: string, when: () => Promise<void> = async () => {}): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: proxyPort, path: target, headers: { host: new URL(target).host }, agent: false });
+    req.on('response', (res) => {
+      res.once('data', (c: Buffer) => {
+        void when().then(() => {
+          req.destroy();
+          resolve(c.length);
+        }, reject);
+      });
+    });
+    req.on('error', (err) => (req.destroyed ? undefined : reject(err)));
+    req.end();
+  });
+}
+
+test('a client going away mid-miss stores nothing (nobody else wanted the body) and the next request works', () =>
+  withProxy({}, async (origin, p) => {
+    origin.state['/slow#delay'] = 200;
+    await abortAfterFirstBytes(p.port, `${origin.url}/slow`);
+    await waitFor(() => cacheEvents(p, 'not-stored').length === 1, 'the abandoned fill');
+    assert.equal(p.proxy.cache.list().length, 0);
+    const r = await viaProxy(p.port, `${origin.url}/slow`);
+    assert.equal(r.text, 'slow body!');
+    assert.equal(origin.count('/slow'), 2);
+  }));
+
+test('a client going away mid-miss while others wait: the body is still fetched, stored and served to them', () =>
+  withProxy({}, async (origin, p) => {
+    origin.state['/slow#delay'] = 400;
+    const leader = abortAfterFirstBytes(p.port, `${origin.url}/slow`, () => waitFor(() => cacheEvents(p, 'coalesced').length === 2, 'two waiters'));
+    await waitFor(() => origin.count('/slow') === 1, 'the leader reaching the origin');
+    const waiters = Promise.all([viaProxy(p.port, `${origin.url}/slow`), viaProxy(p.port, `${origin.url}/slow`)]);
+    await leader;
+    for (const r of await waiters) assert.equal(r.text, 'slow body!');
+    assert.equal(origin.count('/slow'), 1);
+    assert.equal(p.proxy.cache.list().length, 1);
+  }));
