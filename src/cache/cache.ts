@@ -616,7 +616,8 @@ export class Cache implements HttpCache {
         writer?.abort();
         upstream.destroy();
         if (res && !res.writableEnded) res.destroy(err);
-        this.emit('not-stored', plan.href, { key: s.key, reason: 'incomplete-body', status: s.status });
+        const reason = err instanceof ProxyError && err.status === 499 ? 'client-aborted' : 'incomplete-body';
+        this.emit('not-stored', plan.href, { key: s.key, reason, status: s.status });
         reject(err);
       };
       upstream.on('data', (chunk: Buffer) => {
@@ -711,6 +712,8 @@ export class Cache implements HttpCache {
   ): Promise<void> {
     const storedAt = Date.now();
     const hash = hashKey(s.key);
+    // A chunked origin response is answered from the cache with its now known length.
+    if (rawHeader(s.stored, 'content-length') === undefined && !responseHasNoBody('GET', s.status)) s.stored.push('Content-Length', String(size));
     const record: IndexRecord = {
       key: s.key,
       hash,

@@ -265,3 +265,15 @@ test('a client going away mid-miss while others wait: the body is still fetched,
     assert.equal(origin.count('/slow'), 1);
     assert.equal(p.proxy.cache.list().length, 1);
   }));
+
+test('a chunked response (no Content-Length) is stored while streamed and hits carry its length', () =>
+  withProxy({}, async (origin, p) => {
+    const size = 5 * 64 * 1024;
+    const first = await viaProxy(p.port, `${origin.url}/chunked-big?size=${size}`);
+    assert.equal(first.headers['transfer-encoding'], 'chunked');
+    assert.equal(first.body.length, size);
+    const hit = await viaProxy(p.port, `${origin.url}/chunked-big?size=${size}`);
+    assert.equal(hit.headers["content-length"], String(size));
+    assert.ok(hit.body.equals(first.body));
+    assert.equal(origin.count(`/chunked-big?size=${size}`), 1);
+  }));
