@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -250,3 +251,41 @@ test('updateConfig keeps stored entries; a new dir switches to that store', () =
       fs.rmSync(other, { recursive: true, force: true });
     }
   }));
+
+/** A really full disk needs a tiny tmpfs: only possible as root on Linux, skipped elsewhere. */
+function mountTinyTmpfs(): string | null {
+  if (process.platform !== 'linux' || process.getuid?.() !== 0) return null;
+  const dir = tempDir();
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=600k', 'tmpfs', dir], { stdio: 'ignore' });
+    return dir;
+  } catch {
+    fs.rmSync(dir, { recursive: true, force: true });
+    return null;
+  }
+}
+
+test('a disk that fills up: every response still complete, one notice, entries kept in memory', async (t) => {
+  const mount = mountTinyTmpfs();
+  if (!mount) return t.skip('needs root to mount a 600 KB tmpfs');
+  const origin = await startCaseOrigin();
+  const p = await startTestProxy({ cache: { dir: path.join(mount, 'cache') } });
+  try {
+    for (let i = 0; i < 8; i++) {
+      const r = await viaProxy(p.port, `${origin.url}/big?size=${150_000 + i}`);
+      assert.equal(r.body.length, 150_000 + i);
+    }
+    const notices = p.events.filter((e) => e.type === 'notice' && e.level === 'warn');
+    assert.equal(notices.length, 1);
+    assert.match((notices[0] as { message: string }).message, /the disk is full/);
+    const again = await viaProxy(p.port, `${origin.url}/big?size=150007`);
+    assert.match(String(again.headers['cache-status']), /; hit; /);
+    assert.equal(origin.requests.length, 8);
+    assert.deepEqual(fs.readdirSync(path.join(mount, 'cache', 'tmp')), [], 'no partial temp files left behind');
+  } finally {
+    await p.close();
+    await origin.close();
+    execFileSync('umount', [mount]);
+    fs.rmSync(mount, { recursive: true, force: true });
+  }
+});
