@@ -119,6 +119,22 @@ export async function startCaseOrigin(): Promise<CaseOrigin> {
            <body><a href="/about">About</a><img src="img.png"><a href="http://elsewhere.example/x">off-site</a>
            <a href="/about#team">same page again</a></body></html>`,
         );
+      case '/page8':
+        return send(
+          200,
+          { 'Cache-Control': 'max-age=60', 'Content-Type': 'text/html' },
+          Array.from({ length: 8 }, (_, i) => `<img src="/slow-asset?i=${i}">`).join('\n'),
+        );
+      case '/slow-asset': {
+        // Tracks how many run at once, for the prefetch concurrency limit.
+        state.inFlight = Number(state.inFlight ?? 0) + 1;
+        state.maxInFlight = Math.max(Number(state.maxInFlight ?? 0), Number(state.inFlight));
+        setTimeout(() => {
+          state.inFlight = Number(state.inFlight) - 1;
+          send(200, { 'Cache-Control': 'max-age=60' }, `asset ${url.search}`);
+        }, 80);
+        return;
+      }
       case '/style.css':
       case '/app.js':
       case '/about':

@@ -140,6 +140,14 @@ test('prefetchLinks: same-origin href/src of a stored HTML page are fetched in t
     assert.equal(origin.requests.filter((r) => r.url.startsWith('/about')).length, 1, 'fragments are not separate URLs');
   }));
 
+test('prefetchLinks: never more than 4 prefetches at once', () =>
+  withProxy({ cache: { prefetchLinks: 8 } }, async (origin, p) => {
+    await viaProxy(p.port, `${origin.url}/page8`);
+    await waitFor(() => cacheEvents(p, 'prefetched').length === 8, 'eight prefetches');
+    assert.equal(origin.state.maxInFlight, 4);
+    assert.equal(origin.requests.filter((r) => r.url.startsWith('/slow-asset')).length, 8);
+  }));
+
 test('prefetchLinks 0 (default): nothing is prefetched', () =>
   withProxy({}, async (origin, p) => {
     await viaProxy(p.port, `${origin.url}/page`);
