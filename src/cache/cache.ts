@@ -770,6 +770,13 @@ export class Cache implements HttpCache {
     entry.hits++;
     if (this.deps.events.active) this.emit('hit', entry.url, { key: entry.key, status: entry.status, size: entry.size });
     if (this.clientHasCurrentCopy(ex, entry, meta)) return this.serveNotModified(ex, entry, meta, cacheStatus);
+    if (!entry.body && responseHasNoBody(ex.method, entry.status)) {
+      // HEAD (or a bodiless status): the headers are all there is to send; no need to read the file.
+      ex.cacheOutcome = cacheStatus;
+      ex.res.writeHead(entry.status, meta.statusMessage || undefined, this.hitHeaders(ex, meta, cacheStatus));
+      ex.res.end();
+      return;
+    }
     let body: Buffer | null;
     try {
       body = await this.memoryBody(entry);
