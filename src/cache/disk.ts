@@ -125,12 +125,12 @@ export class DiskStore {
     const store = new DiskStore(path.resolve(dir));
     await fsp.mkdir(store.dir, { recursive: true, mode: DIR_MODE });
     await fsp.chmod(store.dir, DIR_MODE).catch(() => {});
+    // Writable? Fail now (read-only dir or file system) rather than on the first response.
+    await fsp.access(store.dir, fs.constants.W_OK);
     await fsp.mkdir(store.entriesDir, { recursive: true, mode: DIR_MODE });
     await fsp.mkdir(store.tmpDir, { recursive: true, mode: DIR_MODE });
     // Temp files are leftovers of writes a crash interrupted.
     for (const name of await fsp.readdir(store.tmpDir)) await fsp.unlink(path.join(store.tmpDir, name)).catch(() => {});
-    // Writable? Fail now (read-only dir, full disk) rather than on the first response.
-    await fsp.access(store.tmpDir, fs.constants.W_OK);
     const indexed = await store.readIndex();
     if (indexed) return { store, records: indexed, fromIndex: true };
     return { store, records: await store.scan(), fromIndex: false };

@@ -289,3 +289,24 @@ test('a disk that fills up: every response still complete, one notice, entries k
     fs.rmSync(mount, { recursive: true, force: true });
   }
 });
+
+test('a read-only cache dir: one notice, proxying and memory caching go on', async (t) => {
+  const mount = mountTinyTmpfs();
+  if (!mount) return t.skip('needs root to mount a tmpfs');
+  fs.mkdirSync(path.join(mount, 'cache'));
+  execFileSync('mount', ['-o', 'remount,ro', mount]);
+  const origin = await startCaseOrigin();
+  const p = await startTestProxy({ cache: { dir: path.join(mount, 'cache') } });
+  try {
+    for (let i = 0; i < 3; i++) assert.equal((await viaProxy(p.port, `${origin.url}/max-age`)).text, 'max-age v1');
+    assert.equal(origin.count('/max-age'), 1);
+    const notices = p.events.filter((e) => e.type === 'notice' && e.level === 'warn');
+    assert.equal(notices.length, 1);
+    assert.match((notices[0] as { message: string }).message, /not writable/);
+  } finally {
+    await p.close();
+    await origin.close();
+    execFileSync('umount', [mount]);
+    fs.rmSync(mount, { recursive: true, force: true });
+  }
+});
