@@ -398,7 +398,7 @@ export class Cache implements HttpCache {
 
   // ---------------------------------------------------------------- request handling
 
-  private async handle(ex: Exchange): Promise<void> {
+  private async handle(ex: Exchange, waited = false): Promise<void> {
     const policy = this.config.policy;
     if (policy === 'offline') return this.handleOffline(ex);
     if (ex.method !== 'GET' && ex.method !== 'HEAD') return this.forwardUncached(ex);
@@ -432,7 +432,27 @@ export class Cache implements HttpCache {
         return this.bypass(ex, 'fwd=stale; detail=head');
       }
       const fwd = Date.now() < entry.freshUntil ? 'request' : 'stale';
-      return this.revalidateAndServe(ex, entry, fwd);
+      const plain = fwd === 'stale' && h['if-none-match'] === undefined && h['if-modified-since'] === undefined;
+      const running = this.fills.get(key);
+      if (plain && running && !waited) {
+        // Another request is revalidating this entry (an expiry stampede): wait, then answer from its outcome.
+        running.waiters++;
+        this.emit('coalesced', href, { key });
+        try {
+          await running.promise.catch(() => {});
+        } finally {
+          running.waiters--;
+        }
+        return this.handle(ex, true);
+      }
+      if (!plain || running) return this.revalidateAndServe(ex, entry, fwd);
+      const fill: Fill = { promise: RESOLVED, waiters: 0 };
+      fill.promise = this.revalidateAndServe(ex, entry, fwd, fill);
+      this.fills.set(key, fill);
+      void fill.promise.catch(() => {}).then(() => {
+        if (this.fills.get(key) === fill) this.fills.delete(key);
+      });
+      return fill.promise;
     }
 
     if (onlyIfCached) return this.gatewayTimeout(ex, 'detail=only-if-cached', `only-if-cached: ${href} is not in the cache`);
@@ -873,7 +893,7 @@ export class Cache implements HttpCache {
   }
 
   /** Asks the origin whether a stored entry is still good, then answers the client from the outcome. */
-  private async revalidateAndServe(ex: Exchange, entry: Entry, fwd: string): Promise<void> {
+  private async revalidateAndServe(ex: Exchange, entry: Entry, fwd: string, fill: Fill | null = null): Promise<void> {
     const meta = entry.meta!;
     const href = ex.url.href;
     const policyReq = { url: href, method: 'GET', headers: this.policyHeaders(ex.url, ex.req.headers, entry.vary) };
@@ -882,7 +902,7 @@ export class Cache implements HttpCache {
     ex.cacheOutcome = `fwd=${fwd}`;
     let upstream: IncomingMessage;
     try {
-      upstream = await this.deps.origin.fetch({ method: 'GET', url: ex.url, headers: conditional, signal: abortOnClientClose(ex).signal });
+      upstream = await this.deps.origin.fetch({ method: 'GET', url: ex.url, headers: conditional, signal: this.abortUnlessAwaited(ex, fill) });
     } catch (err) {
       if (err instanceof ProxyError && err.status === 499) throw err;
       if (stillUsableOnError(meta.policy, policyReq)) {
@@ -910,7 +930,7 @@ export class Cache implements HttpCache {
       this.emit('served-stale', href, { key: entry.key, reason: 'stale-if-error', status: entry.status });
       return this.serveStored(ex, entry, `fwd=${fwd}; fwd-status=${status}; ttl=${ttlSeconds(entry)}; detail=stale-if-error`);
     }
-    const plan: Plan = { url: ex.url, href, fwd, requestHeaders: ex.req.headers, replacing: entry, prefetch: false, fill: null };
+    const plan: Plan = { url: ex.url, href, fwd, requestHeaders: ex.req.headers, replacing: entry, prefetch: false, fill };
     return this.storeOrRelay(ex, upstream, plan, null);
   }
 

@@ -41,6 +41,13 @@ export async function startCaseOrigin(): Promise<CaseOrigin> {
       case '/etag':
         if (req.headers['if-none-match'] === etag) return send(304, { ETag: etag, 'Cache-Control': 'max-age=0', 'X-Refreshed': 'yes' });
         return send(200, { ETag: etag, 'Cache-Control': 'max-age=0' }, `etag ${version}`);
+      case '/stampede':
+        // Stale at once; a (slow) 304 makes it fresh for a minute.
+        if (req.headers['if-none-match'] === etag) {
+          setTimeout(() => send(304, { ETag: etag, 'Cache-Control': 'max-age=60' }), 200);
+          return;
+        }
+        return send(200, { ETag: etag, 'Cache-Control': 'max-age=0' }, `stampede ${version}`);
       case '/lm': {
         const ims = req.headers['if-modified-since'];
         if (ims && version === 'v1' && Date.parse(ims) >= Date.parse(LAST_MODIFIED)) return send(304, { 'Last-Modified': LAST_MODIFIED, 'Cache-Control': 'max-age=0' });

@@ -32,6 +32,16 @@ test('concurrent misses for a large body (disk tier) also make one origin reques
   }
 });
 
+test('concurrent requests for a stale entry make one revalidation request (no expiry stampede)', () =>
+  withProxy({}, async (origin, p) => {
+    await viaProxy(p.port, `${origin.url}/stampede`);
+    const results = await Promise.all(Array.from({ length: 5 }, () => viaProxy(p.port, `${origin.url}/stampede`)));
+    for (const r of results) assert.equal(r.text, 'stampede v1');
+    assert.equal(origin.count('/stampede'), 2);
+    assert.equal(results.filter((r) => /fwd=stale; fwd-status=304/.test(String(r.headers['cache-status']))).length, 1);
+    assert.equal(results.filter((r) => /; hit; /.test(String(r.headers['cache-status']))).length, 4);
+  }));
+
 test('coalesced waiters of an unstorable response each fetch for themselves', () =>
   withProxy({}, async (origin, p) => {
     const results = await Promise.all(Array.from({ length: 3 }, () => viaProxy(p.port, `${origin.url}/no-store`)));
