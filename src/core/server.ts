@@ -65,10 +65,14 @@ export class ProxyServer {
   ) {
     this.handler = handler;
     this.expectedAuth = config.auth ? Buffer.from(`Basic ${Buffer.from(`${config.auth.username}:${config.auth.password}`).toString('base64')}`) : null;
+    const idleMs = Math.round(config.idleTimeoutSeconds * 1000);
+    const headersMs = Math.round(config.headersTimeoutSeconds * 1000);
     this.server = http.createServer({
       maxHeaderSize: config.maxHeaderBytes,
-      keepAliveTimeout: 30_000,
-      headersTimeout: 20_000,
+      keepAliveTimeout: Math.min(30_000, idleMs),
+      headersTimeout: headersMs,
+      // Node checks the head deadline only this often (30 s by default): keep it a fraction of the deadline.
+      connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.round(headersMs / 4))),
       requestTimeout: 0, // long uploads are fine; idle sockets are reclaimed by the socket timeout below
       noDelay: true,
     });
@@ -76,7 +80,7 @@ export class ProxyServer {
     this.server.on('connect', (req, socket, head) => this.onConnect(req, socket, head));
     this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
     this.server.on('clientError', (err, socket) => this.onClientError(err as NodeJS.ErrnoException, socket));
-    this.server.on('connection', (socket: net.Socket) => socket.setTimeout(120_000, () => socket.destroy()));
+    this.server.on('connection', (socket: net.Socket) => socket.setTimeout(idleMs, () => socket.destroy()));
   }
 
   setHandler(handler: RequestHandler): void {
