@@ -34,8 +34,16 @@ export function forwardRequestHeaders(headers: IncomingHttpHeaders, httpVersion:
   const nominated = connectionNominated(headers.connection);
   const out: OutgoingHttpHeaders = {};
   for (const name in headers) {
-    if (name === 'host' || isHopByHop(name, nominated)) continue;
+    // Expect: the server already answered 100-continue to the client. (Forwarding it also makes
+    // Node's client flush the head early, encoding non-ASCII field bytes as UTF-8.)
+    if (name === 'host' || name === 'expect' || isHopByHop(name, nominated)) continue;
     out[name] = headers[name];
+  }
+  if (headers['transfer-encoding'] !== undefined) {
+    // The body is re-chunked upstream. Said explicitly: for GET, HEAD, DELETE, OPTIONS Node's client
+    // does not chunk by default and would write the body bytes unframed, where the origin reads
+    // them as the next request on the connection (request smuggling).
+    out['transfer-encoding'] = 'chunked';
   }
   out.via = appendVia(headers.via, httpVersion, via);
   return out;
