@@ -56,6 +56,11 @@ export class ProxyServer {
   private readonly expectedAuth: Buffer | null;
   /** Connections that sent a malformed request: requests Node already parsed after it are not forwarded. */
   private readonly distrusted = new WeakSet<object>();
+  /** Responses still owed per connection, and the parse-error answer waiting for them (it must not overtake them). */
+  private readonly owed = new WeakMap<object, number>();
+  private readonly afterOwed = new WeakMap<object, () => void>();
+  /** The latest request read on each connection: a parse error before it is complete is an error in its body. */
+  private readonly reading = new WeakMap<object, http.IncomingMessage>();
   /** Our Via received-by token: a per-instance suffix tells our own requests coming back (loops) from chained instances. */
   readonly viaName = `${VIA_NAME}-${randomBytes(3).toString('hex')}`;
 
@@ -175,6 +180,14 @@ export class ProxyServer {
     const id = this.nextId++;
     const startedAt = performance.now();
     const method = req.method ?? 'GET';
+    const socket = req.socket;
+    this.reading.set(socket, req);
+    this.owed.set(socket, (this.owed.get(socket) ?? 0) + 1);
+    res.once('close', () => {
+      const left = (this.owed.get(socket) ?? 1) - 1;
+      this.owed.set(socket, left);
+      if (left === 0) this.afterOwed.get(socket)?.();
+    });
     if (this.distrusted.has(req.socket)) {
       // Pipelined behind a malformed request: its framing cannot be trusted. The connection closes after the error.
       req.resume();
@@ -461,6 +474,24 @@ export class ProxyServer {
       message = 'Request timeout: the request head did not arrive in time.';
     }
     this.events.emit({ type: 'error', status, code: err.code, message });
+    const current = this.reading.get(socket);
+    if (current && !current.complete && !current.destroyed) {
+      // The body of a request being forwarded is malformed. Whoever reads it (the upstream upload)
+      // gets the error and aborts, so the origin sees an incomplete request, never a complete wrong
+      // one; the handler then answers 400 if it still can. Destroying the request instead would
+      // take the socket, and that answer, with it.
+      if (current.listenerCount('error') > 0) current.emit('error', new ProxyError(status, message, err.code));
+      this.afterOwed.set(socket, () => socket.end());
+      return;
+    }
+    if ((this.owed.get(socket) ?? 0) > 0) {
+      // Earlier pipelined requests are still being answered: written now, this error would read as their response.
+      this.afterOwed.set(socket, () => {
+        if (socket.writable) writeRawResponse(socket, status, message);
+        else socket.destroy();
+      });
+      return;
+    }
     writeRawResponse(socket, status, message);
   }
 }
