@@ -72,9 +72,10 @@ export class RunningProxy {
       const old = this.origin;
       this.origin = new OriginClient(next);
       this.setOrigin(this.origin);
+      this.server.setOrigin(this.origin);
       old.close();
     }
-    if (serverChanged || originChanged) {
+    if (serverChanged) {
       const server = new ProxyServer(next, this.events, this.origin, handler);
       if (prev.port !== next.port) {
         // Bind the new listener first: if the port is taken, the old one keeps serving.

@@ -67,7 +67,7 @@ export class ProxyServer {
   constructor(
     private readonly config: ProxyConfig,
     private readonly events: EventBus,
-    private readonly origin: OriginClient,
+    private origin: OriginClient,
     handler: RequestHandler,
   ) {
     this.handler = handler;
@@ -96,6 +96,11 @@ export class ProxyServer {
 
   setHandler(handler: RequestHandler): void {
     this.handler = handler;
+  }
+
+  /** New upstream/timeout settings take effect for the next request; open connections are untouched. */
+  setOrigin(origin: OriginClient): void {
+    this.origin = origin;
   }
 
   listen(): Promise<ListenAddress> {
