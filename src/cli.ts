@@ -160,7 +160,8 @@ async function main(): Promise<void> {
   const events = new EventBus();
   events.on((e) => {
     const level = eventLevel(e);
-    if (LEVELS.indexOf(level) < threshold && e.type !== 'listening') return;
+    // The address is printed once below, in a friendlier form.
+    if (LEVELS.indexOf(level) < threshold || e.type === 'listening') return;
     const stream = level === 'error' || level === 'warn' ? process.stderr : process.stdout;
     stream.write(`${timestamp()} ${level.padEnd(5)} ${formatEvent(e)}\n`);
   });

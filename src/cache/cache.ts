@@ -34,6 +34,12 @@ interface LoadedMeta {
   statusMessage: string;
   raw: string[];
   policy: CachePolicy;
+  /**
+   * The policy requests are evaluated against. http-cache-semantics 4.3 revalidates every
+   * must-revalidate response even while fresh; RFC 9111 §5.2.2.2 only forbids serving it
+   * stale. So freshness is judged without the directive, and staleness is checked separately.
+   */
+  evalPolicy: CachePolicy;
   /** A plain request (no Cache-Control) may be answered without asking the policy again while now < freshUntil. */
   fastOk: boolean;
   mustRevalidate: boolean;
@@ -169,9 +175,13 @@ export class Cache implements HttpCache {
         ? new LRUCache<string, Entry>({
             maxSize: memoryBytes,
             sizeCalculation: (e) => Math.max(1, e.size),
-            dispose: (entry) => {
+            dispose: (entry, key, reason) => {
               // Still listed and on disk; only the memory copy goes.
               if (entry.onDisk) entry.body = null;
+              // Held only here (its disk write failed): out of memory means out of the cache.
+              else if (reason === 'evict') queueMicrotask(() => {
+                if (this.index.peek(key) === entry) this.index.delete(key);
+              });
             },
           })
         : null;
@@ -272,13 +282,22 @@ export class Cache implements HttpCache {
   }
 
   private loadedMeta(policy: CachePolicy, statusMessage: string, raw: string[], requestHeaders: Record<string, string>): LoadedMeta {
-    const url = (policy.toObject().u as string | undefined) ?? '';
+    const obj = policy.toObject();
+    const url = obj.u ?? '';
+    let evalPolicy = policy;
+    const mustRevalidate = obj.rescc['must-revalidate'] !== undefined;
+    if (mustRevalidate) {
+      const rescc = { ...obj.rescc };
+      delete rescc['must-revalidate'];
+      evalPolicy = CachePolicy.fromObject({ ...obj, rescc });
+    }
     return {
       statusMessage,
       raw,
       policy,
-      fastOk: policy.satisfiesWithoutRevalidation({ url, method: 'GET', headers: requestHeaders }),
-      mustRevalidate: parseCacheControl(rawHeader(raw, 'cache-control')).has('must-revalidate'),
+      evalPolicy,
+      fastOk: evalPolicy.satisfiesWithoutRevalidation({ url, method: 'GET', headers: requestHeaders }),
+      mustRevalidate,
       requestHeaders,
     };
   }
@@ -357,7 +376,8 @@ export class Cache implements HttpCache {
       // Storable by the letter of RFC 9111, but one user's cookie must not be handed to another.
       return { reason: 'set-cookie' };
     }
-    const explicit = cc.has('max-age') || (shared && cc.has('s-maxage')) || headers.expires !== undefined;
+    // `immutable` counts as stated freshness: the library gives it immutableMinTimeToLive.
+    const explicit = cc.has('max-age') || (shared && cc.has('s-maxage')) || headers.expires !== undefined || cc.has('immutable');
     const noCache = cc.has('no-cache') || (headers['cache-control'] === undefined && /no-cache/.test(String(headers.pragma ?? '')));
     if (!explicit && !noCache) {
       const withTtl = { ...headers, 'cache-control': [headers['cache-control'], `max-age=${ttl}`].filter(Boolean).join(', ') };
@@ -378,7 +398,7 @@ export class Cache implements HttpCache {
 
   // ---------------------------------------------------------------- request handling
 
-  private async handle(ex: Exchange): Promise<void> {
+  private async handle(ex: Exchange, waited = false): Promise<void> {
     const policy = this.config.policy;
     if (policy === 'offline') return this.handleOffline(ex);
     if (ex.method !== 'GET' && ex.method !== 'HEAD') return this.forwardUncached(ex);
@@ -395,11 +415,12 @@ export class Cache implements HttpCache {
 
     if (entry && meta) {
       const req = { url: href, method: 'GET', headers: this.policyHeaders(ex.url, h, entry.vary) };
-      const evaluation = meta.policy.evaluateRequest(req);
-      if (!evaluation.revalidation) {
+      const evaluation = meta.evalPolicy.evaluateRequest(req);
+      const staleForbidden = meta.mustRevalidate && meta.policy.stale();
+      if (!evaluation.revalidation && !staleForbidden) {
         return this.serveStored(ex, entry, `hit; ttl=${ttlSeconds(entry)}`);
       }
-      if (evaluation.response && !evaluation.revalidation.synchronous) {
+      if (evaluation.response && evaluation.revalidation && !evaluation.revalidation.synchronous && !staleForbidden) {
         // stale-while-revalidate: answer now, refresh behind the client's back.
         this.emit('served-stale', href, { key, reason: 'stale-while-revalidate', status: entry.status });
         this.backgroundRevalidate(entry);
@@ -411,7 +432,27 @@ export class Cache implements HttpCache {
         return this.bypass(ex, 'fwd=stale; detail=head');
       }
       const fwd = Date.now() < entry.freshUntil ? 'request' : 'stale';
-      return this.revalidateAndServe(ex, entry, fwd);
+      const plain = fwd === 'stale' && h['if-none-match'] === undefined && h['if-modified-since'] === undefined;
+      const running = this.fills.get(key);
+      if (plain && running && !waited) {
+        // Another request is revalidating this entry (an expiry stampede): wait, then answer from its outcome.
+        running.waiters++;
+        this.emit('coalesced', href, { key });
+        try {
+          await running.promise.catch(() => {});
+        } finally {
+          running.waiters--;
+        }
+        return this.handle(ex, true);
+      }
+      if (!plain || running) return this.revalidateAndServe(ex, entry, fwd);
+      const fill: Fill = { promise: RESOLVED, waiters: 0 };
+      fill.promise = this.revalidateAndServe(ex, entry, fwd, fill);
+      this.fills.set(key, fill);
+      void fill.promise.catch(() => {}).then(() => {
+        if (this.fills.get(key) === fill) this.fills.delete(key);
+      });
+      return fill.promise;
     }
 
     if (onlyIfCached) return this.gatewayTimeout(ex, 'detail=only-if-cached', `only-if-cached: ${href} is not in the cache`);
@@ -458,14 +499,17 @@ export class Cache implements HttpCache {
   private async fetchAndAnswer(ex: Exchange | null, fwd: string, replacing: Entry | null, fill: Fill | null, url?: URL): Promise<void> {
     const target = ex ? ex.url : url!;
     const headers = ex ? ex.forwardHeaders : { accept: '*/*', via: `1.1 ${VIA_NAME}` };
-    const count = (this.admissions.get(target.href) ?? 0) + 1;
-    this.admissions.set(target.href, count);
+    let count = 1;
+    if (this.config.admitAfter > 1 && ex) {
+      count += this.admissions.get(target.href) ?? 0;
+      this.admissions.set(target.href, count);
+    }
     if (ex) ex.cacheOutcome = `fwd=${fwd}`;
     const upstream = await this.deps.origin.fetch({
       method: 'GET',
       url: target,
       headers,
-      signal: ex ? abortOnClientClose(ex).signal : undefined,
+      signal: ex ? this.abortUnlessAwaited(ex, fill) : undefined,
     });
     const plan: Plan = {
       url: target,
@@ -477,6 +521,15 @@ export class Cache implements HttpCache {
       fill,
     };
     return this.storeOrRelay(ex, upstream, plan, ex === null || count >= this.config.admitAfter ? null : `admit-after-${this.config.admitAfter}`);
+  }
+
+  /** Cancels the origin request when its client goes away, unless coalesced requests wait for the body. */
+  private abortUnlessAwaited(ex: Exchange, fill: Fill | null): AbortSignal {
+    const controller = new AbortController();
+    ex.res.once('close', () => {
+      if (!ex.res.writableFinished && (fill?.waiters ?? 0) === 0) controller.abort();
+    });
+    return controller.signal;
   }
 
   /** Decides whether a fresh origin response is stored; relays it to the client either way. */
@@ -561,6 +614,9 @@ export class Cache implements HttpCache {
         this.warnDisk(err);
       }
     }
+    const declared = Number(rawHeader(upstream.rawHeaders, 'content-length'));
+    const declaredLength = Number.isFinite(declared) && declared > 0 ? declared : Infinity;
+    let lastChunk: Buffer | null = null;
     let chunks: Buffer[] | null = this.memoryShare > 0 ? [] : null;
     let size = 0;
     let tooLarge = false;
@@ -580,14 +636,18 @@ export class Cache implements HttpCache {
         writer?.abort();
         upstream.destroy();
         if (res && !res.writableEnded) res.destroy(err);
-        this.emit('not-stored', plan.href, { key: s.key, reason: 'incomplete-body', status: s.status });
+        const reason = err instanceof ProxyError && err.status === 499 ? 'client-aborted' : 'incomplete-body';
+        this.emit('not-stored', plan.href, { key: s.key, reason, status: s.status });
         reject(err);
       };
       upstream.on('data', (chunk: Buffer) => {
         size += chunk.length;
         if (!clientGone && res) {
           countBytes(res, chunk.length);
-          if (!res.write(chunk) && !pausedByClient) {
+          if (size >= declaredLength) {
+            // With a Content-Length the client is done at the last byte: hold it until the entry is published.
+            lastChunk = lastChunk ? Buffer.concat([lastChunk, chunk]) : chunk;
+          } else if (!res.write(chunk) && !pausedByClient) {
             pausedByClient = true;
             res.once('drain', () => {
               pausedByClient = false;
@@ -643,17 +703,22 @@ export class Cache implements HttpCache {
         if (upstream.complete === false) return fail(new ProxyError(502, 'the origin closed the connection mid-body', 'ECONNRESET'));
         if (settled) return;
         settled = true;
-        if (res && !clientGone) res.end();
+        const endClient = () => {
+          if (res && !clientGone) res.end(lastChunk ?? undefined);
+          resolve();
+        };
         if (tooLarge) {
           writer?.abort();
           this.emit('not-stored', plan.href, { key: s.key, reason: 'too-large', status: s.status, size });
           if (plan.replacing) this.drop(plan.replacing, 'invalidated', 'replaced by a response too large to store');
-          return resolve();
+          return endClient();
         }
+        // The entry is published before the client's response ends: a client that got the
+        // whole response and asks again gets a hit. Publishing is a rename and a small write.
         const body = chunks ? Buffer.concat(chunks, size) : null;
         const commit = this.commit(writer, body, size, plan, s);
         this.track(commit);
-        commit.then(resolve, resolve);
+        commit.then(endClient, endClient);
       });
     });
   }
@@ -667,6 +732,8 @@ export class Cache implements HttpCache {
   ): Promise<void> {
     const storedAt = Date.now();
     const hash = hashKey(s.key);
+    // A chunked origin response is answered from the cache with its now known length.
+    if (rawHeader(s.stored, 'content-length') === undefined && !responseHasNoBody('GET', s.status)) s.stored.push('Content-Length', String(size));
     const record: IndexRecord = {
       key: s.key,
       hash,
@@ -723,6 +790,13 @@ export class Cache implements HttpCache {
     entry.hits++;
     if (this.deps.events.active) this.emit('hit', entry.url, { key: entry.key, status: entry.status, size: entry.size });
     if (this.clientHasCurrentCopy(ex, entry, meta)) return this.serveNotModified(ex, entry, meta, cacheStatus);
+    if (!entry.body && responseHasNoBody(ex.method, entry.status)) {
+      // HEAD (or a bodiless status): the headers are all there is to send; no need to read the file.
+      ex.cacheOutcome = cacheStatus;
+      ex.res.writeHead(entry.status, meta.statusMessage || undefined, this.hitHeaders(ex, meta, cacheStatus));
+      ex.res.end();
+      return;
+    }
     let body: Buffer | null;
     try {
       body = await this.memoryBody(entry);
@@ -819,7 +893,7 @@ export class Cache implements HttpCache {
   }
 
   /** Asks the origin whether a stored entry is still good, then answers the client from the outcome. */
-  private async revalidateAndServe(ex: Exchange, entry: Entry, fwd: string): Promise<void> {
+  private async revalidateAndServe(ex: Exchange, entry: Entry, fwd: string, fill: Fill | null = null): Promise<void> {
     const meta = entry.meta!;
     const href = ex.url.href;
     const policyReq = { url: href, method: 'GET', headers: this.policyHeaders(ex.url, ex.req.headers, entry.vary) };
@@ -828,7 +902,7 @@ export class Cache implements HttpCache {
     ex.cacheOutcome = `fwd=${fwd}`;
     let upstream: IncomingMessage;
     try {
-      upstream = await this.deps.origin.fetch({ method: 'GET', url: ex.url, headers: conditional, signal: abortOnClientClose(ex).signal });
+      upstream = await this.deps.origin.fetch({ method: 'GET', url: ex.url, headers: conditional, signal: this.abortUnlessAwaited(ex, fill) });
     } catch (err) {
       if (err instanceof ProxyError && err.status === 499) throw err;
       if (stillUsableOnError(meta.policy, policyReq)) {
@@ -856,7 +930,7 @@ export class Cache implements HttpCache {
       this.emit('served-stale', href, { key: entry.key, reason: 'stale-if-error', status: entry.status });
       return this.serveStored(ex, entry, `fwd=${fwd}; fwd-status=${status}; ttl=${ttlSeconds(entry)}; detail=stale-if-error`);
     }
-    const plan: Plan = { url: ex.url, href, fwd, requestHeaders: ex.req.headers, replacing: entry, prefetch: false, fill: null };
+    const plan: Plan = { url: ex.url, href, fwd, requestHeaders: ex.req.headers, replacing: entry, prefetch: false, fill };
     return this.storeOrRelay(ex, upstream, plan, null);
   }
 
@@ -1152,10 +1226,10 @@ export class Cache implements HttpCache {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
     this.prefetchQueue = [];
     await Promise.all([...this.fills.values()].map((f) => f.promise.catch(() => {})));
     await this.flushWrites();
+    this.closed = true;
     if (this.disk) {
       const records = this.oldestFirst().filter((e) => e.onDisk).map(toRecord);
       await this.disk.saveIndex(records).catch((err) => this.warnDisk(err));

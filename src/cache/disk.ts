@@ -56,6 +56,7 @@ export class BodyWriter {
   size = 0;
   error: NodeJS.ErrnoException | null = null;
   private closed: Promise<void>;
+  private drainWaiters: Array<() => void> = [];
 
   constructor(tmpDir: string) {
     this.tmpPath = path.join(tmpDir, `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}.tmp`);
@@ -63,6 +64,15 @@ export class BodyWriter {
     this.closed = new Promise((resolve) => this.stream.once('close', () => resolve()));
     this.stream.on('error', (err: NodeJS.ErrnoException) => {
       this.error ??= err;
+      // A failed file never drains: release whoever waits so the response keeps flowing.
+      const waiting = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const fn of waiting) fn();
+    });
+    this.stream.on('drain', () => {
+      const waiting = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const fn of waiting) fn();
     });
   }
 
@@ -75,7 +85,8 @@ export class BodyWriter {
   }
 
   onDrain(fn: () => void): void {
-    this.stream.once('drain', fn);
+    if (this.error) fn();
+    else this.drainWaiters.push(fn);
   }
 
   abort(): void {
@@ -114,12 +125,12 @@ export class DiskStore {
     const store = new DiskStore(path.resolve(dir));
     await fsp.mkdir(store.dir, { recursive: true, mode: DIR_MODE });
     await fsp.chmod(store.dir, DIR_MODE).catch(() => {});
+    // Writable? Fail now (read-only dir or file system) rather than on the first response.
+    await fsp.access(store.dir, fs.constants.W_OK);
     await fsp.mkdir(store.entriesDir, { recursive: true, mode: DIR_MODE });
     await fsp.mkdir(store.tmpDir, { recursive: true, mode: DIR_MODE });
     // Temp files are leftovers of writes a crash interrupted.
     for (const name of await fsp.readdir(store.tmpDir)) await fsp.unlink(path.join(store.tmpDir, name)).catch(() => {});
-    // Writable? Fail now (read-only dir, full disk) rather than on the first response.
-    await fsp.access(store.tmpDir, fs.constants.W_OK);
     const indexed = await store.readIndex();
     if (indexed) return { store, records: indexed, fromIndex: true };
     return { store, records: await store.scan(), fromIndex: false };

@@ -41,6 +41,13 @@ export async function startCaseOrigin(): Promise<CaseOrigin> {
       case '/etag':
         if (req.headers['if-none-match'] === etag) return send(304, { ETag: etag, 'Cache-Control': 'max-age=0', 'X-Refreshed': 'yes' });
         return send(200, { ETag: etag, 'Cache-Control': 'max-age=0' }, `etag ${version}`);
+      case '/stampede':
+        // Stale at once; a (slow) 304 makes it fresh for a minute.
+        if (req.headers['if-none-match'] === etag) {
+          setTimeout(() => send(304, { ETag: etag, 'Cache-Control': 'max-age=60' }), 200);
+          return;
+        }
+        return send(200, { ETag: etag, 'Cache-Control': 'max-age=0' }, `stampede ${version}`);
       case '/lm': {
         const ims = req.headers['if-modified-since'];
         if (ims && version === 'v1' && Date.parse(ims) >= Date.parse(LAST_MODIFIED)) return send(304, { 'Last-Modified': LAST_MODIFIED, 'Cache-Control': 'max-age=0' });
@@ -56,6 +63,8 @@ export async function startCaseOrigin(): Promise<CaseOrigin> {
       case '/must-revalidate':
         if (req.headers['if-none-match'] === etag) return send(304, { ETag: etag, 'Cache-Control': 'max-age=0, must-revalidate' });
         return send(200, { 'Cache-Control': 'max-age=0, must-revalidate', ETag: etag }, 'must-revalidate body');
+      case '/must-revalidate-fresh':
+        return send(200, { 'Cache-Control': 'max-age=60, must-revalidate' }, 'fresh until it is not');
       case '/private':
         return send(200, { 'Cache-Control': 'private, max-age=60' }, 'private body');
       case '/auth':
@@ -117,6 +126,22 @@ export async function startCaseOrigin(): Promise<CaseOrigin> {
            <body><a href="/about">About</a><img src="img.png"><a href="http://elsewhere.example/x">off-site</a>
            <a href="/about#team">same page again</a></body></html>`,
         );
+      case '/page8':
+        return send(
+          200,
+          { 'Cache-Control': 'max-age=60', 'Content-Type': 'text/html' },
+          Array.from({ length: 8 }, (_, i) => `<img src="/slow-asset?i=${i}">`).join('\n'),
+        );
+      case '/slow-asset': {
+        // Tracks how many run at once, for the prefetch concurrency limit.
+        state.inFlight = Number(state.inFlight ?? 0) + 1;
+        state.maxInFlight = Math.max(Number(state.maxInFlight ?? 0), Number(state.inFlight));
+        setTimeout(() => {
+          state.inFlight = Number(state.inFlight) - 1;
+          send(200, { 'Cache-Control': 'max-age=60' }, `asset ${url.search}`);
+        }, 80);
+        return;
+      }
       case '/style.css':
       case '/app.js':
       case '/about':

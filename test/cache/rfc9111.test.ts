@@ -109,6 +109,16 @@ test('must-revalidate: never served stale, even when the origin is down', () =>
     assert.equal(offline.status, 502);
   }));
 
+test('must-revalidate with max-age: fresh hits while fresh (the directive only forbids stale use)', () =>
+  withProxy({}, async (origin, p) => {
+    await viaProxy(p.port, `${origin.url}/must-revalidate-fresh`);
+    const hit = await viaProxy(p.port, `${origin.url}/must-revalidate-fresh`);
+    assert.match(String(hit.headers['cache-status']), /^caching-proxy; hit; ttl=\d+$/);
+    const maxStale = await viaProxy(p.port, `${origin.url}/must-revalidate-fresh`, { headers: { 'cache-control': 'max-stale=600' } });
+    assert.match(String(maxStale.headers['cache-status']), /; hit; /);
+    assert.equal(origin.count('/must-revalidate-fresh'), 1);
+  }));
+
 test('private responses are not stored by the shared cache, but are with policy "private"', async () => {
   await withProxy({}, async (origin, p) => {
     await viaProxy(p.port, `${origin.url}/private`);
