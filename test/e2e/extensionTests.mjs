@@ -21,7 +21,7 @@ await mkdir(resultsDir, { recursive: true });
 
 /**
  * Runs the suites (or those matching `grep`) in a fresh code-server; returns { code, passed, failed }.
- * @param {{ name: string, settings?: Record<string, unknown>, grep?: string }} run
+ * @param {{ name: string, settings?: Record<string, unknown>, grep: string, invert?: boolean }} run
  */
 async function runSuites(run) {
   const resultsFile = join(resultsDir, `extension-tests-${run.name}.json`);
@@ -30,7 +30,7 @@ async function runSuites(run) {
     name: `ext-${run.name}`,
     // The extension's settings start from defaults except a free port; the suites set the rest.
     settings: { 'cachingProxy.port': 0, ...run.settings },
-    env: { CACHING_PROXY_TEST_RESULTS: resultsFile, ...(run.grep ? { CACHING_PROXY_TEST_GREP: run.grep } : {}) },
+    env: { CACHING_PROXY_TEST_RESULTS: resultsFile, CACHING_PROXY_TEST_GREP: run.grep, CACHING_PROXY_TEST_INVERT: run.invert ? '1' : '0' },
     log: verbose ? (l) => console.log(`[code-server] ${l}`) : undefined,
   });
   const browser = await launchBrowser();
@@ -71,12 +71,17 @@ async function runSuites(run) {
   return { code: failed.length ? 1 : code, passed: results.filter((r) => r.state === 'passed').length, failed };
 }
 
-const trusted = await runSuites({ name: 'trusted' });
-// The trust suite again, in a window where the folder is not trusted (restricted mode).
+const trusted = await runSuites({ name: 'trusted', grep: '^autoStart ', invert: true });
+// A second window: the folder is not trusted (restricted mode) and the proxy starts by itself.
 const untrusted = await runSuites({
   name: 'untrusted',
-  grep: 'Workspace trust',
-  settings: { 'security.workspace.trust.enabled': true, 'security.workspace.trust.startupPrompt': 'never', 'security.workspace.trust.emptyWindow': false },
+  grep: '^(autoStart|Workspace trust) ',
+  settings: {
+    'cachingProxy.autoStart': true,
+    'security.workspace.trust.enabled': true,
+    'security.workspace.trust.startupPrompt': 'never',
+    'security.workspace.trust.emptyWindow': false,
+  },
 });
-console.log(`extension tests (inside code-server's extension host): ${trusted.passed + untrusted.passed} passed, ${trusted.failed.length + untrusted.failed.length} failed (trusted workspace ${trusted.passed}/${trusted.passed + trusted.failed.length}, untrusted workspace ${untrusted.passed}/${untrusted.passed + untrusted.failed.length})`);
+console.log(`extension tests (inside code-server's extension host): ${trusted.passed + untrusted.passed} passed, ${trusted.failed.length + untrusted.failed.length} failed (trusted window ${trusted.passed}/${trusted.passed + trusted.failed.length}, untrusted auto-start window ${untrusted.passed}/${untrusted.passed + untrusted.failed.length})`);
 process.exit(trusted.code || untrusted.code);

@@ -18,6 +18,8 @@ async function main(): Promise<void> {
     version: process.env.VSCODE_TEST_VERSION ?? 'stable',
     extensionDevelopmentPath: repo,
     extensionTestsPath: path.join(__dirname, 'index.js'),
+    // The autoStart suite needs a window configured for it; the code-server harness runs it separately.
+    extensionTestsEnv: { CACHING_PROXY_TEST_GREP: '^autoStart ', CACHING_PROXY_TEST_INVERT: '1' },
     launchArgs: [workspace, '--disable-extensions', '--disable-workspace-trust', '--user-data-dir', userData],
   });
 }
