@@ -1,6 +1,6 @@
 import * as vscode from 'vscode';
 import type { CacheEntrySummary } from '../cache/types';
-import type { ProxyEvent } from '../core/events';
+import { formatBytes, type ProxyEvent } from '../core/events';
 import { describeEntry, entryHost, entryLabel, formatDuration } from './format';
 import type { ProxyController } from './proxyController';
 
@@ -155,7 +155,7 @@ export class CachedUrlsTreeProvider implements vscode.TreeDataProvider<CacheNode
       item.iconPath = new vscode.ThemeIcon('globe');
       const bytes = node.entries.reduce((sum, e) => sum + e.size, 0);
       item.description = `${node.entries.length} ${node.entries.length === 1 ? 'URL' : 'URLs'}`;
-      item.tooltip = `${node.host}: ${node.entries.length} stored responses, ${bytes} bytes`;
+      item.tooltip = `${node.host}: ${node.entries.length} stored ${node.entries.length === 1 ? 'response' : 'responses'}, ${formatBytes(bytes)}`;
       return item;
     }
     const e = node.entry;

@@ -150,7 +150,8 @@ class CachingProxyExtension implements vscode.Disposable {
   }
 
   private async prepareCacheDir(settings: ExtensionSettings): Promise<void> {
-    if (settings.config.cache.dir) await mkdir(settings.config.cache.dir, { recursive: true });
+    // A dir that cannot be made is not fatal: the cache says so (a notice) and keeps to memory.
+    if (settings.config.cache.dir) await mkdir(settings.config.cache.dir, { recursive: true }).catch(() => {});
   }
 
   // ---- lifecycle --------------------------------------------------------------------------
@@ -167,12 +168,11 @@ class CachingProxyExtension implements vscode.Disposable {
     this.current = settings;
     try {
       await this.prepareCacheDir(settings);
-      const address = await this.controller.start(settings.config);
+      await this.controller.start(settings.config);
       this.hits = 0;
       this.writeLog('info', `started; cache in ${settings.config.cache.dir ?? 'memory only'}`);
       this.updateTerminalEnv();
       this.onState();
-      void address;
     } catch (err) {
       const e = err as ProxyStartError;
       this.writeLog('error', `cannot start: ${e.message}`);
@@ -219,6 +219,12 @@ class CachingProxyExtension implements vscode.Disposable {
     for (const e of events) {
       if (e.type === 'listening' || e.type === 'closed') continue; // the extension logs start/stop itself
       this.writeLog(eventLevel(e), formatEvent(e));
+      // Notices are rare, once-only conditions (cache dir not writable, disk full): worth a toast.
+      if (e.type === 'notice' && (e.level === 'warn' || e.level === 'error')) {
+        void this.notify(e.level === 'error' ? 'error' : 'warning', `Caching Proxy: ${e.message}`, 'Show Log').then((c) => {
+          if (c) this.log.show(true);
+        });
+      }
     }
     if (dropped > 0) this.writeLog('warn', `${dropped} events not shown: too many at once`);
   }

@@ -32,6 +32,18 @@ suite('Settings', () => {
     assert.equal(api.settings()!.config.cache.dir, custom);
   });
 
+  test('an unusable cache.dir is reported once and the proxy keeps serving from memory', async () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'cp-file-')), 'a-file');
+    fs.writeFileSync(file, 'not a directory');
+    await setSetting(api, 'cache.dir', path.join(file, 'cache'));
+    const before = api.notifications.length;
+    await vscode.commands.executeCommand('cachingProxy.start');
+    assert.equal(api.controller.state, 'running');
+    const shown = await waitFor(() => api.notifications.slice(before).find((n) => n.level === 'warning'), 'the cache dir warning');
+    assert.match(shown.message, new RegExp(`^Caching Proxy: cache: cannot write to ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/cache .*memory only$`));
+    assert.equal((await viaProxy(api.controller.address!.port, `${origin.url}/memory-only`)).status, 200);
+  });
+
   test('changing cachingProxy.port moves the running proxy', async () => {
     const first = await freePort();
     await setSetting(api, 'port', first);
