@@ -59,6 +59,27 @@ test('the forked proxy serves, streams events in batches, answers queries and st
   }
 });
 
+test('a burst of traffic reaches the parent as a few batches, not one message per event', async () => {
+  const origin = await startOrigin((_req, res) => res.end('x'));
+  const controller = new ProxyController({ entry: ENTRY });
+  let batches = 0;
+  let events = 0;
+  controller.on('events', (batch, dropped) => {
+    batches++;
+    events += batch.length + dropped;
+  });
+  try {
+    const address = await controller.start(config());
+    const requests = 300;
+    await Promise.all(Array.from({ length: requests }, (_, i) => viaProxy(address.port, `${origin.url}/burst/${i}`)));
+    await waitFor(() => events >= requests * 2, 'request and response events for every request');
+    assert.ok(batches * 10 <= events, `${events} events arrived in ${batches} messages`);
+  } finally {
+    await controller.stop();
+    await origin.close();
+  }
+});
+
 test('a port in use fails with EADDRINUSE and the controller can start again', async () => {
   const blocker = net.createServer();
   await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
