@@ -377,6 +377,7 @@ class CachingProxyExtension implements vscode.Disposable {
   private applyFilter(text: string): void {
     this.tree.setFilter(text);
     this.treeView.message = this.tree.filter ? `Showing URLs containing "${this.tree.filter}"` : undefined;
+    this.treeView.title = this.tree.filter ? `Cached URLs matching "${this.tree.filter}"` : 'Cached URLs';
   }
 
   api(): CachingProxyApi {

@@ -162,6 +162,20 @@ test('clicking a URL opens its stored response: status line, headers, pretty JSO
   await screenshot('stored-response');
 });
 
+test('the Filter title action narrows the view; Clear Filter brings everything back', async () => {
+  await page.locator('.sidebar .action-label[aria-label="Filter Cached URLs"]').first().click();
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible' });
+  await input.fill('users');
+  await page.keyboard.press('Enter');
+  await treeRow('/hello.txt').waitFor({ state: 'detached' });
+  await treeRow('/api/users.json').waitFor();
+  await page.locator('.sidebar .title-label', { hasText: /matching "users"/i }).waitFor();
+  await screenshot('filtered');
+  await page.locator('.sidebar .action-label[aria-label="Clear Filter"]').first().click();
+  await treeRow('/hello.txt').waitFor();
+});
+
 test('Purge from the context menu removes the URL; the next request goes to the origin', async () => {
   await treeRow('/docs/readme.txt').click({ button: 'right' });
   const purge = page.locator('.context-view .action-item', { has: page.locator('.action-label', { hasText: /^Purge$/ }) });
