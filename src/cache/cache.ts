@@ -796,7 +796,7 @@ export class Cache implements HttpCache {
     if (countHit) this.hits++;
     entry.hits++;
     if (this.deps.events.active) this.emit('hit', entry.url, { key: entry.key, status: entry.status, size: entry.size });
-    if (this.clientHasCurrentCopy(ex, entry, meta)) return this.serveNotModified(ex, entry, meta, cacheStatus);
+    if (this.clientHasCurrentCopy(ex, entry, meta)) return this.serveNotModified(ex, meta, cacheStatus);
     if (!entry.body && responseHasNoBody(ex.method, entry.status)) {
       // HEAD (or a bodiless status): the headers are all there is to send; no need to read the file.
       ex.cacheOutcome = cacheStatus;
@@ -885,7 +885,7 @@ export class Cache implements HttpCache {
     return Number.isFinite(since) && Number.isFinite(modified) && modified <= since;
   }
 
-  private serveNotModified(ex: Exchange, entry: Entry, meta: LoadedMeta, cacheStatus: string): void {
+  private serveNotModified(ex: Exchange, meta: LoadedMeta, cacheStatus: string): void {
     const headers = this.hitHeaders(ex, meta, cacheStatus);
     const out: string[] = [];
     for (let i = 0; i < headers.length; i += 2) {
@@ -896,7 +896,6 @@ export class Cache implements HttpCache {
     ex.cacheOutcome = cacheStatus;
     ex.res.writeHead(304, out);
     ex.res.end();
-    void entry;
   }
 
   /** Asks the origin whether a stored entry is still good, then answers the client from the outcome. */
@@ -1175,13 +1174,12 @@ export class Cache implements HttpCache {
 
   async purgeAll(): Promise<number> {
     const n = this.index.size;
-    const entries = [...this.index.values()];
+    // clear() disposes every entry: its files are removed.
     this.index.clear();
     this.hot?.clear();
     this.keysByUrl.clear();
     this.varyByUrl.clear();
     if (n) this.emit('purged', '*', { reason: `all ${n} entries` });
-    void entries;
     await this.flushWrites();
     return n;
   }

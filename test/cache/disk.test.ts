@@ -310,3 +310,23 @@ test('a read-only cache dir: one notice, proxying and memory caching go on', asy
     fs.rmSync(mount, { recursive: true, force: true });
   }
 });
+
+test('purge and purgeAll remove the files too, and purged entries stay gone after a restart', () =>
+  withDisk({}, async (origin, start, dir) => {
+    let p = await start();
+    await viaProxy(p.port, `${origin.url}/max-age`);
+    await viaProxy(p.port, `${origin.url}/expires`);
+    await viaProxy(p.port, `${origin.url}/s-maxage`);
+    assert.equal(bodyFiles(dir).length, 3);
+    const key = p.proxy.cache.list().find((e) => e.url.endsWith('/expires'))!.key;
+    assert.equal(await p.proxy.cache.purge(key), true);
+    assert.equal(bodyFiles(dir).length, 2);
+    await p.close();
+    p = await start();
+    assert.equal(p.proxy.cache.list().length, 2);
+    assert.equal(await p.proxy.cache.purgeAll(), 2);
+    assert.deepEqual(filesUnder(path.join(dir, 'entries')), []);
+    await p.close();
+    p = await start();
+    assert.equal(p.proxy.cache.list().length, 0);
+  }));
