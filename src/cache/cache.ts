@@ -71,6 +71,8 @@ interface Plan {
   replacing: Entry | null;
   prefetch: boolean;
   fill: Fill | null;
+  /** The client sent validators we did not forward: answer it from the stored entry once stored. */
+  deferClient?: boolean;
 }
 
 /** A response on its way into the store. */
@@ -472,7 +474,7 @@ export class Cache implements HttpCache {
     const href = ex.url.href;
     const plain = ex.req.headers['if-none-match'] === undefined && ex.req.headers['if-modified-since'] === undefined;
     const running = this.fills.get(key);
-    if (running && plain) {
+    if (running) {
       // Someone is already fetching this: wait for it and answer from what it stored.
       running.waiters++;
       this.emit('coalesced', href, { key });
@@ -491,8 +493,8 @@ export class Cache implements HttpCache {
     this.misses++;
     this.emit('miss', href, { key });
     const fill: Fill = { promise: RESOLVED, waiters: 0 };
-    const work = this.fetchAndAnswer(ex, fwd, null, fill);
-    if (plain && !running) {
+    const work = this.fetchAndAnswer(ex, fwd, null, fill, undefined, !plain);
+    if (!running) {
       fill.promise = work;
       this.fills.set(key, fill);
       void work.catch(() => {}).then(() => {
@@ -503,9 +505,16 @@ export class Cache implements HttpCache {
   }
 
   /** Fetches the target for a client (or none: prefetch, background refresh) and stores what may be stored. */
-  private async fetchAndAnswer(ex: Exchange | null, fwd: string, replacing: Entry | null, fill: Fill | null, url?: URL): Promise<void> {
+  private async fetchAndAnswer(ex: Exchange | null, fwd: string, replacing: Entry | null, fill: Fill | null, url?: URL, deferClient = false): Promise<void> {
     const target = ex ? ex.url : url!;
-    const headers = ex ? ex.forwardHeaders : { accept: '*/*', via: `1.1 ${VIA_NAME}` };
+    let headers = ex ? ex.forwardHeaders : { accept: '*/*', via: `1.1 ${VIA_NAME}` };
+    if (deferClient) {
+      // The client has a copy (a browser's own cache): fetch the full response so the cache fills,
+      // then answer the client's validators from it (RFC 9111 §4.3.2).
+      headers = { ...headers };
+      delete headers['if-none-match'];
+      delete headers['if-modified-since'];
+    }
     let count = 1;
     if (this.config.admitAfter > 1 && ex) {
       count += this.admissions.get(target.href) ?? 0;
@@ -526,6 +535,7 @@ export class Cache implements HttpCache {
       replacing,
       prefetch: ex === null && replacing === null,
       fill,
+      deferClient,
     };
     return this.storeOrRelay(ex, upstream, plan, ex === null || count >= this.config.admitAfter ? null : `admit-after-${this.config.admitAfter}`);
   }
@@ -576,6 +586,14 @@ export class Cache implements HttpCache {
     const stored = prepareStoredHeaders(upstream.rawHeaders, upstream.httpVersion);
     const entryHeaders: Record<string, string> = {};
     for (const k in policyHeaders) if (k !== 'cache-control' && k !== 'pragma' && k !== 'authorization') entryHeaders[k] = String(policyHeaders[k]);
+    if (ex && plan.deferClient) {
+      ex.cacheOutcome = `${fwdParams}; stored`;
+      await this.tee(null, upstream, plan, { key, policy, status, statusMessage: upstream.statusMessage ?? '', stored, requestHeaders: entryHeaders, vary: vary ? vary.filter((v) => v !== '*') : null, contentType: typeof headers['content-type'] === 'string' ? headers['content-type'] : undefined, cacheStatus: `${fwdParams}; stored` });
+      const entry = this.index.get(key);
+      if (entry?.meta) return this.serveStored(ex, entry, `${fwdParams}; stored`, false);
+      // Could not be kept after all: ask again, with the client's validators this time.
+      return this.bypass(ex, `${fwdParams}; detail=not-stored`);
+    }
     return this.tee(ex, upstream, plan, {
       key,
       policy,

@@ -41,6 +41,9 @@ export async function startCaseOrigin(): Promise<CaseOrigin> {
       case '/etag':
         if (req.headers['if-none-match'] === etag) return send(304, { ETag: etag, 'Cache-Control': 'max-age=0', 'X-Refreshed': 'yes' });
         return send(200, { ETag: etag, 'Cache-Control': 'max-age=0' }, `etag ${version}`);
+      case '/etag-fresh':
+        if (req.headers['if-none-match'] === etag) return send(304, { ETag: etag, 'Cache-Control': 'max-age=60' });
+        return send(200, { ETag: etag, 'Cache-Control': 'max-age=60' }, `etag-fresh ${version}`);
       case '/stampede':
         // Stale at once; a (slow) 304 makes it fresh for a minute.
         if (req.headers['if-none-match'] === etag) {
