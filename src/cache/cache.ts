@@ -111,6 +111,8 @@ export class Cache implements HttpCache {
   private hits = 0;
   private misses = 0;
   private closed = false;
+  /** Cancels background fetches (prefetch, revalidation) when the cache closes. */
+  private readonly shutdown = new AbortController();
 
   readonly handler = (ex: Exchange): Promise<void> => {
     // The fresh-hit fast path: synchronous, no policy evaluation, headers prepared at store time.
@@ -525,7 +527,7 @@ export class Cache implements HttpCache {
       method: 'GET',
       url: target,
       headers,
-      signal: ex ? this.abortUnlessAwaited(ex, fill) : undefined,
+      signal: ex ? this.abortUnlessAwaited(ex, fill) : this.shutdown.signal,
     });
     const plan: Plan = {
       url: target,
@@ -996,7 +998,7 @@ export class Cache implements HttpCache {
     const policyReq = { url: entry.url, method: 'GET', headers: { ...meta.requestHeaders } };
     const conditional = meta.policy.revalidationHeaders({ url: entry.url, method: 'GET', headers: { ...meta.requestHeaders, accept: '*/*', via: `1.1 ${VIA_NAME}` } });
     delete conditional.host;
-    const upstream = await this.deps.origin.fetch({ method: 'GET', url, headers: conditional });
+    const upstream = await this.deps.origin.fetch({ method: 'GET', url, headers: conditional, signal: this.shutdown.signal });
     const status = upstream.statusCode ?? 502;
     if (status === 304) {
       upstream.resume();
@@ -1249,6 +1251,7 @@ export class Cache implements HttpCache {
   }
 
   async close(): Promise<void> {
+    this.shutdown.abort();
     this.prefetchQueue = [];
     await Promise.all([...this.fills.values()].map((f) => f.promise.catch(() => {})));
     await this.flushWrites();

@@ -149,6 +149,8 @@ export async function startCaseOrigin(): Promise<CaseOrigin> {
            <body><a href="/about">About</a><img src="img.png"><a href="http://elsewhere.example/x">off-site</a>
            <a href="/about#team">same page again</a></body></html>`,
         );
+      case '/page-slow':
+        return send(200, { 'Cache-Control': 'max-age=60', 'Content-Type': 'text/html' }, '<a href="/slow">slow</a>');
       case '/page8':
         return send(
           200,

@@ -166,6 +166,23 @@ test('prefetchLinks: never more than 4 prefetches at once', () =>
     assert.equal(origin.requests.filter((r) => r.url.startsWith('/slow-asset')).length, 8);
   }));
 
+test('closing the proxy cancels a prefetch still waiting on its origin', { timeout: 10_000 }, async () => {
+  const { startCaseOrigin } = await import('./origin');
+  const { startTestProxy } = await import('../helpers/net');
+  const origin = await startCaseOrigin();
+  const release = origin.hold('/slow');
+  const p = await startTestProxy({ cache: { prefetchLinks: 1 } });
+  try {
+    await viaProxy(p.port, `${origin.url}/page-slow`);
+    await waitFor(() => origin.count('/slow') === 1, 'the prefetch reaching the origin');
+    await p.close(); // would wait for the held body if background fetches were not cancelled
+    assert.equal(cacheEvents(p, 'prefetched').length, 0);
+  } finally {
+    release();
+    await origin.close();
+  }
+});
+
 test('prefetchLinks 0 (default): nothing is prefetched', () =>
   withProxy({}, async (origin, p) => {
     await viaProxy(p.port, `${origin.url}/page`);
