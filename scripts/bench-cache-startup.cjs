@@ -1,7 +1,13 @@
 // Measures cache startup with N stored entries (default 10,000): from the clean-shutdown index,
 // and from a metadata scan (as after a crash). Run after `npm run compile-tests`:
 //   node scripts/bench-cache-startup.cjs [entries] [dir]
-// Leaves the dir behind when one is given (for hit benchmarks on a big store).
+// Leaves the dir behind when one is given (for hit benchmarks on a big store): then
+//   node dist/cli.js --cache-dir DIR --max-entries N --quiet --port P
+//   wrk -t1 -c50 -d6s -s abs.lua http://127.0.0.1:P   (abs.lua: wrk.path = "http://127.0.0.1:9/item/5")
+// Figures on the shared 2-core box (load average 6-10), 1 KiB bodies:
+//   start from the index: 10 entries 10 ms, 10,000 entries 104-206 ms, 100,000 entries 0.5-0.8 s
+//   metadata scan (after a crash): 10,000 entries 0.8-1.8 s, 100,000 entries 7-18 s
+//   fresh hit: 100,000 entries 32.8k / 34.4k / 34.6k req/s vs 10 entries 38.1k / 38.5k / 28.2k (alternating runs)
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');

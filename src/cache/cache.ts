@@ -71,6 +71,8 @@ interface Plan {
   replacing: Entry | null;
   prefetch: boolean;
   fill: Fill | null;
+  /** The client sent validators we did not forward: answer it from the stored entry once stored. */
+  deferClient?: boolean;
 }
 
 /** A response on its way into the store. */
@@ -109,6 +111,8 @@ export class Cache implements HttpCache {
   private hits = 0;
   private misses = 0;
   private closed = false;
+  /** Cancels background fetches (prefetch, revalidation) when the cache closes. */
+  private readonly shutdown = new AbortController();
 
   readonly handler = (ex: Exchange): Promise<void> => {
     // The fresh-hit fast path: synchronous, no policy evaluation, headers prepared at store time.
@@ -236,7 +240,14 @@ export class Cache implements HttpCache {
       this.warnDisk(err, dir);
     }
     this.configureLimits(this.config, []);
-    for (const r of records) this.insert({ ...r, meta: null, body: null, onDisk: true });
+    for (const r of records) {
+      // Completed in place: 100,000 copies would cost more than the reading.
+      const entry = r as Entry;
+      entry.meta = null;
+      entry.body = null;
+      entry.onDisk = true;
+      this.insert(entry);
+    }
     if (records.length) {
       this.deps.events.emit({
         type: 'notice',
@@ -465,7 +476,7 @@ export class Cache implements HttpCache {
     const href = ex.url.href;
     const plain = ex.req.headers['if-none-match'] === undefined && ex.req.headers['if-modified-since'] === undefined;
     const running = this.fills.get(key);
-    if (running && plain) {
+    if (running) {
       // Someone is already fetching this: wait for it and answer from what it stored.
       running.waiters++;
       this.emit('coalesced', href, { key });
@@ -484,8 +495,8 @@ export class Cache implements HttpCache {
     this.misses++;
     this.emit('miss', href, { key });
     const fill: Fill = { promise: RESOLVED, waiters: 0 };
-    const work = this.fetchAndAnswer(ex, fwd, null, fill);
-    if (plain && !running) {
+    const work = this.fetchAndAnswer(ex, fwd, null, fill, undefined, !plain);
+    if (!running) {
       fill.promise = work;
       this.fills.set(key, fill);
       void work.catch(() => {}).then(() => {
@@ -496,9 +507,16 @@ export class Cache implements HttpCache {
   }
 
   /** Fetches the target for a client (or none: prefetch, background refresh) and stores what may be stored. */
-  private async fetchAndAnswer(ex: Exchange | null, fwd: string, replacing: Entry | null, fill: Fill | null, url?: URL): Promise<void> {
+  private async fetchAndAnswer(ex: Exchange | null, fwd: string, replacing: Entry | null, fill: Fill | null, url?: URL, deferClient = false): Promise<void> {
     const target = ex ? ex.url : url!;
-    const headers = ex ? ex.forwardHeaders : { accept: '*/*', via: `1.1 ${VIA_NAME}` };
+    let headers = ex ? ex.forwardHeaders : { accept: '*/*', via: `1.1 ${VIA_NAME}` };
+    if (deferClient) {
+      // The client has a copy (a browser's own cache): fetch the full response so the cache fills,
+      // then answer the client's validators from it (RFC 9111 §4.3.2).
+      headers = { ...headers };
+      delete headers['if-none-match'];
+      delete headers['if-modified-since'];
+    }
     let count = 1;
     if (this.config.admitAfter > 1 && ex) {
       count += this.admissions.get(target.href) ?? 0;
@@ -509,7 +527,7 @@ export class Cache implements HttpCache {
       method: 'GET',
       url: target,
       headers,
-      signal: ex ? this.abortUnlessAwaited(ex, fill) : undefined,
+      signal: ex ? this.abortUnlessAwaited(ex, fill) : this.shutdown.signal,
     });
     const plan: Plan = {
       url: target,
@@ -519,6 +537,7 @@ export class Cache implements HttpCache {
       replacing,
       prefetch: ex === null && replacing === null,
       fill,
+      deferClient,
     };
     return this.storeOrRelay(ex, upstream, plan, ex === null || count >= this.config.admitAfter ? null : `admit-after-${this.config.admitAfter}`);
   }
@@ -569,6 +588,14 @@ export class Cache implements HttpCache {
     const stored = prepareStoredHeaders(upstream.rawHeaders, upstream.httpVersion);
     const entryHeaders: Record<string, string> = {};
     for (const k in policyHeaders) if (k !== 'cache-control' && k !== 'pragma' && k !== 'authorization') entryHeaders[k] = String(policyHeaders[k]);
+    if (ex && plan.deferClient) {
+      ex.cacheOutcome = `${fwdParams}; stored`;
+      await this.tee(null, upstream, plan, { key, policy, status, statusMessage: upstream.statusMessage ?? '', stored, requestHeaders: entryHeaders, vary: vary ? vary.filter((v) => v !== '*') : null, contentType: typeof headers['content-type'] === 'string' ? headers['content-type'] : undefined, cacheStatus: `${fwdParams}; stored` });
+      const entry = this.index.get(key);
+      if (entry?.meta) return this.serveStored(ex, entry, `${fwdParams}; stored`, false);
+      // Could not be kept after all: ask again, with the client's validators this time.
+      return this.bypass(ex, `${fwdParams}; detail=not-stored`);
+    }
     return this.tee(ex, upstream, plan, {
       key,
       policy,
@@ -789,7 +816,7 @@ export class Cache implements HttpCache {
     if (countHit) this.hits++;
     entry.hits++;
     if (this.deps.events.active) this.emit('hit', entry.url, { key: entry.key, status: entry.status, size: entry.size });
-    if (this.clientHasCurrentCopy(ex, entry, meta)) return this.serveNotModified(ex, entry, meta, cacheStatus);
+    if (this.clientHasCurrentCopy(ex, entry, meta)) return this.serveNotModified(ex, meta, cacheStatus);
     if (!entry.body && responseHasNoBody(ex.method, entry.status)) {
       // HEAD (or a bodiless status): the headers are all there is to send; no need to read the file.
       ex.cacheOutcome = cacheStatus;
@@ -878,7 +905,7 @@ export class Cache implements HttpCache {
     return Number.isFinite(since) && Number.isFinite(modified) && modified <= since;
   }
 
-  private serveNotModified(ex: Exchange, entry: Entry, meta: LoadedMeta, cacheStatus: string): void {
+  private serveNotModified(ex: Exchange, meta: LoadedMeta, cacheStatus: string): void {
     const headers = this.hitHeaders(ex, meta, cacheStatus);
     const out: string[] = [];
     for (let i = 0; i < headers.length; i += 2) {
@@ -889,7 +916,6 @@ export class Cache implements HttpCache {
     ex.cacheOutcome = cacheStatus;
     ex.res.writeHead(304, out);
     ex.res.end();
-    void entry;
   }
 
   /** Asks the origin whether a stored entry is still good, then answers the client from the outcome. */
@@ -972,7 +998,7 @@ export class Cache implements HttpCache {
     const policyReq = { url: entry.url, method: 'GET', headers: { ...meta.requestHeaders } };
     const conditional = meta.policy.revalidationHeaders({ url: entry.url, method: 'GET', headers: { ...meta.requestHeaders, accept: '*/*', via: `1.1 ${VIA_NAME}` } });
     delete conditional.host;
-    const upstream = await this.deps.origin.fetch({ method: 'GET', url, headers: conditional });
+    const upstream = await this.deps.origin.fetch({ method: 'GET', url, headers: conditional, signal: this.shutdown.signal });
     const status = upstream.statusCode ?? 502;
     if (status === 304) {
       upstream.resume();
@@ -1168,13 +1194,12 @@ export class Cache implements HttpCache {
 
   async purgeAll(): Promise<number> {
     const n = this.index.size;
-    const entries = [...this.index.values()];
+    // clear() disposes every entry: its files are removed.
     this.index.clear();
     this.hot?.clear();
     this.keysByUrl.clear();
     this.varyByUrl.clear();
     if (n) this.emit('purged', '*', { reason: `all ${n} entries` });
-    void entries;
     await this.flushWrites();
     return n;
   }
@@ -1226,6 +1251,7 @@ export class Cache implements HttpCache {
   }
 
   async close(): Promise<void> {
+    this.shutdown.abort();
     this.prefetchQueue = [];
     await Promise.all([...this.fills.values()].map((f) => f.promise.catch(() => {})));
     await this.flushWrites();

@@ -310,3 +310,37 @@ test('a read-only cache dir: one notice, proxying and memory caching go on', asy
     fs.rmSync(mount, { recursive: true, force: true });
   }
 });
+
+test('purge and purgeAll remove the files too, and purged entries stay gone after a restart', () =>
+  withDisk({}, async (origin, start, dir) => {
+    let p = await start();
+    await viaProxy(p.port, `${origin.url}/max-age`);
+    await viaProxy(p.port, `${origin.url}/expires`);
+    await viaProxy(p.port, `${origin.url}/s-maxage`);
+    assert.equal(bodyFiles(dir).length, 3);
+    const key = p.proxy.cache.list().find((e) => e.url.endsWith('/expires'))!.key;
+    assert.equal(await p.proxy.cache.purge(key), true);
+    assert.equal(bodyFiles(dir).length, 2);
+    await p.close();
+    p = await start();
+    assert.equal(p.proxy.cache.list().length, 2);
+    assert.equal(await p.proxy.cache.purgeAll(), 2);
+    assert.deepEqual(filesUnder(path.join(dir, 'entries')), []);
+    await p.close();
+    p = await start();
+    assert.equal(p.proxy.cache.list().length, 0);
+  }));
+
+test('maxSizeMB bounds the disk tier: least recently used entries and their files go first', () =>
+  withDisk({ maxSizeMB: 1, maxMemoryMB: 0.25 }, async (origin, start, dir) => {
+    const p = await start();
+    for (const n of [1, 2, 3]) await viaProxy(p.port, `${origin.url}/big?size=${400_000 + n}`);
+    assert.deepEqual(cacheEvents(p, 'evicted').map((e) => e.url), [`${origin.url}/big?size=400001`]);
+    assert.equal(p.proxy.cache.stats().bytes, 800_005);
+    await p.close();
+    assert.equal(bodyFiles(dir).length, 2);
+    const again = await start();
+    const r = await viaProxy(again.port, `${origin.url}/big?size=400003`);
+    assert.match(String(r.headers['cache-status']), /; hit; /);
+    assert.equal(origin.requests.length, 3);
+  }));

@@ -11,10 +11,30 @@ export const LAST_MODIFIED = 'Mon, 01 Jan 2024 00:00:00 GMT';
  */
 export interface CaseOrigin extends TestOrigin {
   state: Record<string, string | number | boolean>;
+  /**
+   * Makes `path` (/slow, /stampede) hold its answer until the returned release() is called, so a
+   * test can line requests up behind it without depending on timing.
+   */
+  hold(path: string): () => void;
 }
 
 export async function startCaseOrigin(): Promise<CaseOrigin> {
   const state: Record<string, string | number | boolean> = {};
+  const gates = new Map<string, Promise<void>>();
+  const hold = (path: string) => {
+    let release!: () => void;
+    gates.set(path, new Promise<void>((r) => (release = r)));
+    return () => {
+      gates.delete(path);
+      release();
+    };
+  };
+  /** Runs fn once the path's gate (if any) opens, or after ms. */
+  const later = (path: string, ms: number, fn: () => void) => {
+    const gate = gates.get(path);
+    if (gate) void gate.then(fn);
+    else setTimeout(fn, ms);
+  };
   const serve = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://origin');
     const path = url.pathname;
@@ -41,10 +61,13 @@ export async function startCaseOrigin(): Promise<CaseOrigin> {
       case '/etag':
         if (req.headers['if-none-match'] === etag) return send(304, { ETag: etag, 'Cache-Control': 'max-age=0', 'X-Refreshed': 'yes' });
         return send(200, { ETag: etag, 'Cache-Control': 'max-age=0' }, `etag ${version}`);
+      case '/etag-fresh':
+        if (req.headers['if-none-match'] === etag) return send(304, { ETag: etag, 'Cache-Control': 'max-age=60' });
+        return send(200, { ETag: etag, 'Cache-Control': 'max-age=60' }, `etag-fresh ${version}`);
       case '/stampede':
         // Stale at once; a (slow) 304 makes it fresh for a minute.
         if (req.headers['if-none-match'] === etag) {
-          setTimeout(() => send(304, { ETag: etag, 'Cache-Control': 'max-age=60' }), 200);
+          later(path, 200, () => send(304, { ETag: etag, 'Cache-Control': 'max-age=60' }));
           return;
         }
         return send(200, { ETag: etag, 'Cache-Control': 'max-age=0' }, `stampede ${version}`);
@@ -108,7 +131,7 @@ export async function startCaseOrigin(): Promise<CaseOrigin> {
         // Headers now, body after a pause: concurrent clients arrive while it is in flight.
         res.writeHead(200, { 'Cache-Control': 'max-age=60', 'Content-Length': 10 });
         res.write('slow ');
-        setTimeout(() => res.end('body!'), Number(state['/slow#delay'] ?? 300));
+        later(path, 300, () => res.end('body!'));
         return;
       }
       case '/abort': {
@@ -126,6 +149,8 @@ export async function startCaseOrigin(): Promise<CaseOrigin> {
            <body><a href="/about">About</a><img src="img.png"><a href="http://elsewhere.example/x">off-site</a>
            <a href="/about#team">same page again</a></body></html>`,
         );
+      case '/page-slow':
+        return send(200, { 'Cache-Control': 'max-age=60', 'Content-Type': 'text/html' }, '<a href="/slow">slow</a>');
       case '/page8':
         return send(
           200,
@@ -161,7 +186,7 @@ export async function startCaseOrigin(): Promise<CaseOrigin> {
     }
   };
   const origin = await startOrigin(serve);
-  return Object.assign(origin, { state });
+  return Object.assign(origin, { state, hold });
 }
 
 /** One origin and one proxy for a test; both closed afterwards. */

@@ -6,7 +6,11 @@ import { cacheEvents, withProxy } from './origin';
 
 test('concurrent misses for one key make one origin request; the others are answered from it', () =>
   withProxy({}, async (origin, p) => {
-    const results = await Promise.all(Array.from({ length: 6 }, () => viaProxy(p.port, `${origin.url}/slow`)));
+    const release = origin.hold('/slow');
+    const pending = Promise.all(Array.from({ length: 6 }, () => viaProxy(p.port, `${origin.url}/slow`)));
+    await waitFor(() => cacheEvents(p, 'coalesced').length === 5, 'five requests waiting behind the first');
+    release();
+    const results = await pending;
     for (const r of results) assert.equal(r.text, 'slow body!');
     assert.equal(origin.count('/slow'), 1);
     const statuses = results.map((r) => r.headers['cache-status']).sort();
@@ -35,7 +39,11 @@ test('concurrent misses for a large body (disk tier) also make one origin reques
 test('concurrent requests for a stale entry make one revalidation request (no expiry stampede)', () =>
   withProxy({}, async (origin, p) => {
     await viaProxy(p.port, `${origin.url}/stampede`);
-    const results = await Promise.all(Array.from({ length: 5 }, () => viaProxy(p.port, `${origin.url}/stampede`)));
+    const release = origin.hold('/stampede');
+    const pending = Promise.all(Array.from({ length: 5 }, () => viaProxy(p.port, `${origin.url}/stampede`)));
+    await waitFor(() => cacheEvents(p, 'coalesced').length === 4, 'four requests waiting behind the revalidation');
+    release();
+    const results = await pending;
     for (const r of results) assert.equal(r.text, 'stampede v1');
     assert.equal(origin.count('/stampede'), 2);
     assert.equal(results.filter((r) => /fwd=stale; fwd-status=304/.test(String(r.headers['cache-status']))).length, 1);
@@ -158,6 +166,23 @@ test('prefetchLinks: never more than 4 prefetches at once', () =>
     assert.equal(origin.requests.filter((r) => r.url.startsWith('/slow-asset')).length, 8);
   }));
 
+test('closing the proxy cancels a prefetch still waiting on its origin', { timeout: 10_000 }, async () => {
+  const { startCaseOrigin } = await import('./origin');
+  const { startTestProxy } = await import('../helpers/net');
+  const origin = await startCaseOrigin();
+  const release = origin.hold('/slow');
+  const p = await startTestProxy({ cache: { prefetchLinks: 1 } });
+  try {
+    await viaProxy(p.port, `${origin.url}/page-slow`);
+    await waitFor(() => origin.count('/slow') === 1, 'the prefetch reaching the origin');
+    await p.close(); // would wait for the held body if background fetches were not cancelled
+    assert.equal(cacheEvents(p, 'prefetched').length, 0);
+  } finally {
+    release();
+    await origin.close();
+  }
+});
+
 test('prefetchLinks 0 (default): nothing is prefetched', () =>
   withProxy({}, async (origin, p) => {
     await viaProxy(p.port, `${origin.url}/page`);
@@ -263,7 +288,6 @@ function abortAfterFirstBytes(proxyPort: number, target: string, when: () => Pro
 
 test('a client going away mid-miss stores nothing (nobody else wanted the body) and the next request works', () =>
   withProxy({}, async (origin, p) => {
-    origin.state['/slow#delay'] = 200;
     await abortAfterFirstBytes(p.port, `${origin.url}/slow`);
     await waitFor(() => cacheEvents(p, 'not-stored').length === 1, 'the abandoned fill');
     assert.equal(p.proxy.cache.list().length, 0);
@@ -274,11 +298,12 @@ test('a client going away mid-miss stores nothing (nobody else wanted the body) 
 
 test('a client going away mid-miss while others wait: the body is still fetched, stored and served to them', () =>
   withProxy({}, async (origin, p) => {
-    origin.state['/slow#delay'] = 400;
+    const release = origin.hold('/slow');
     const leader = abortAfterFirstBytes(p.port, `${origin.url}/slow`, () => waitFor(() => cacheEvents(p, 'coalesced').length === 2, 'two waiters'));
     await waitFor(() => origin.count('/slow') === 1, 'the leader reaching the origin');
     const waiters = Promise.all([viaProxy(p.port, `${origin.url}/slow`), viaProxy(p.port, `${origin.url}/slow`)]);
     await leader;
+    release();
     for (const r of await waiters) assert.equal(r.text, 'slow body!');
     assert.equal(origin.count('/slow'), 1);
     assert.equal(p.proxy.cache.list().length, 1);

@@ -209,6 +209,25 @@ test('client If-None-Match / If-Modified-Since matching a fresh entry -> 304 wit
     assert.equal(origin.count('/lm'), 1);
   }));
 
+test('a conditional request on a miss (a browser with its own copy) fills the cache and still gets its 304', () =>
+  withProxy({}, async (origin, p) => {
+    const first = await viaProxy(p.port, `${origin.url}/etag-fresh`, { headers: { 'if-none-match': '"v1"' } });
+    assert.equal(first.status, 304);
+    assert.equal(first.headers['cache-status'], 'caching-proxy; fwd=miss; stored');
+    assert.equal(origin.requests[0].headers['if-none-match'], undefined, 'the full response was fetched');
+    const plain = await viaProxy(p.port, `${origin.url}/etag-fresh`);
+    assert.equal(plain.status, 200);
+    assert.equal(plain.text, 'etag-fresh v1');
+    assert.match(String(plain.headers['cache-status']), /; hit; /);
+    const other = await viaProxy(p.port, `${origin.url}/etag-fresh`, { headers: { 'if-none-match': '"v0"' } });
+    assert.equal(other.status, 200);
+    assert.equal(origin.count('/etag-fresh'), 1);
+    // Not storable: the client's request is answered in full rather than with a guess.
+    const noStore = await viaProxy(p.port, `${origin.url}/no-store`, { headers: { 'if-none-match': '"x"' } });
+    assert.equal(noStore.status, 200);
+    assert.equal(noStore.text, 'no-store body');
+  }));
+
 test('client Cache-Control: no-cache and max-age=0 force revalidation of a fresh entry', () =>
   withProxy({}, async (origin, p) => {
     await viaProxy(p.port, `${origin.url}/max-age`);
