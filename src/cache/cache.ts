@@ -123,6 +123,9 @@ export class Cache implements HttpCache {
       h.pragma === undefined &&
       h['if-none-match'] === undefined &&
       h['if-modified-since'] === undefined &&
+      // A GET or HEAD that carries a body is never answered from the cache (see handle()).
+      h['transfer-encoding'] === undefined &&
+      (h['content-length'] === undefined || h['content-length'] === '0') &&
       this.config.policy !== 'offline'
     ) {
       const href = ex.url.href;

@@ -19,6 +19,9 @@ export interface ListenAddress {
   url: string;
 }
 
+/** Request ids run on across rebinds (a port change makes a new server), so log lines never repeat an id. */
+let nextExchangeId = 1;
+
 class ExchangeImpl implements Exchange {
   cacheOutcome?: string;
   private headersCache: http.OutgoingHttpHeaders | null = null;
@@ -48,7 +51,6 @@ class ExchangeImpl implements Exchange {
 export class ProxyServer {
   private readonly server: http.Server;
   private handler: RequestHandler;
-  private nextId = 1;
   private address: ListenAddress | null = null;
   private readonly localAddresses = new Set<string>();
   private readonly tunnels = new Set<Duplex>();
@@ -182,7 +184,7 @@ export class ProxyServer {
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const id = this.nextId++;
+    const id = nextExchangeId++;
     const startedAt = performance.now();
     const method = req.method ?? 'GET';
     const socket = req.socket;
@@ -308,7 +310,7 @@ export class ProxyServer {
   }
 
   private onConnect(req: http.IncomingMessage, clientSocket: Duplex, head: Buffer): void {
-    const id = this.nextId++;
+    const id = nextExchangeId++;
     const target = req.url ?? '';
     const refuse = (status: number, message: string, headers: Record<string, string> = {}) => {
       this.events.emit({ type: 'error', id, method: 'CONNECT', url: target, status, message });
@@ -394,7 +396,7 @@ export class ProxyServer {
 
   /** WebSocket and other Upgrade requests: forwarded as a request, then both sockets spliced. */
   private onUpgrade(req: http.IncomingMessage, clientSocket: Duplex, head: Buffer): void {
-    const id = this.nextId++;
+    const id = nextExchangeId++;
     const method = req.method ?? 'GET';
     const refuse = (status: number, message: string, headers: Record<string, string> = {}) => {
       this.events.emit({ type: 'error', id, method, url: req.url ?? '', status, message });
