@@ -123,6 +123,7 @@ export class Cache implements HttpCache {
       h.pragma === undefined &&
       h['if-none-match'] === undefined &&
       h['if-modified-since'] === undefined &&
+      h.range === undefined &&
       this.config.policy !== 'offline'
     ) {
       const href = ex.url.href;
@@ -824,11 +825,26 @@ export class Cache implements HttpCache {
       ex.res.end();
       return;
     }
+    const range = this.requestedRange(ex, entry, meta);
+    if (range === 'unsatisfiable') {
+      ex.cacheOutcome = cacheStatus;
+      ex.res.writeHead(416, this.partialHeaders(ex, meta, cacheStatus, `bytes */${entry.size}`, 0));
+      ex.res.end();
+      return;
+    }
     let body: Buffer | null;
     try {
       body = await this.memoryBody(entry);
     } catch (err) {
       return this.recoverCorrupt(ex, entry, err);
+    }
+    if (body && range) {
+      ex.cacheOutcome = cacheStatus;
+      const part = body.subarray(range.start, range.end + 1);
+      ex.res.writeHead(206, this.partialHeaders(ex, meta, cacheStatus, `bytes ${range.start}-${range.end}/${entry.size}`, part.length));
+      countBytes(ex.res, part.length);
+      ex.res.end(part);
+      return;
     }
     if (body) {
       this.serveBody(ex, entry, body, cacheStatus, true);
@@ -841,14 +857,18 @@ export class Cache implements HttpCache {
       return this.recoverCorrupt(ex, entry, err);
     }
     const { res } = ex;
-    res.writeHead(entry.status, meta.statusMessage || undefined, this.hitHeaders(ex, meta, cacheStatus));
+    if (range) {
+      res.writeHead(206, this.partialHeaders(ex, meta, cacheStatus, `bytes ${range.start}-${range.end}/${entry.size}`, range.end - range.start + 1));
+    } else {
+      res.writeHead(entry.status, meta.statusMessage || undefined, this.hitHeaders(ex, meta, cacheStatus));
+    }
     ex.cacheOutcome = cacheStatus;
     if (ex.method === 'HEAD' || responseHasNoBody(ex.method, entry.status)) {
       await handle.close();
       res.end();
       return;
     }
-    const stream = handle.createReadStream({ start: 0 });
+    const stream = handle.createReadStream(range ? { start: range.start, end: range.end } : { start: 0 });
     await new Promise<void>((resolve) => {
       stream.on('data', (chunk) => countBytes(res, chunk.length));
       stream.once('error', (err) => {
@@ -861,6 +881,46 @@ export class Cache implements HttpCache {
       });
       stream.pipe(res);
     });
+  }
+
+  /**
+   * A single byte range of a stored 200 (RFC 9110 §14): null means "send it all" (no Range, a
+   * multi-range or malformed header, or an If-Range that no longer matches).
+   */
+  private requestedRange(ex: Exchange, entry: Entry, meta: LoadedMeta): { start: number; end: number } | 'unsatisfiable' | null {
+    const header = headerValue(ex.req.headers, 'range');
+    if (header === undefined || ex.method !== 'GET' || entry.status !== 200) return null;
+    const ifRange = headerValue(ex.req.headers, 'if-range');
+    if (ifRange !== undefined) {
+      const etag = rawHeader(meta.raw, 'etag');
+      const strongMatch = etag !== undefined && !etag.startsWith('W/') && ifRange.trim() === etag;
+      if (!strongMatch && ifRange.trim() !== rawHeader(meta.raw, 'last-modified')) return null;
+    }
+    const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header);
+    if (!m || (m[1] === '' && m[2] === '')) return null;
+    const size = entry.size;
+    let start: number;
+    let end: number;
+    if (m[1] === '') {
+      const suffix = Number(m[2]);
+      if (suffix === 0) return 'unsatisfiable';
+      start = Math.max(0, size - suffix);
+      end = size - 1;
+    } else {
+      start = Number(m[1]);
+      end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+      if (Number(m[2]) < start && m[2] !== '') return null;
+    }
+    if (start >= size) return 'unsatisfiable';
+    return { start, end };
+  }
+
+  private partialHeaders(ex: Exchange, meta: LoadedMeta, cacheStatus: string, contentRange: string, length: number): string[] {
+    const headers = this.hitHeaders(ex, meta, cacheStatus);
+    const out: string[] = [];
+    for (let i = 0; i < headers.length; i += 2) if (headers[i].toLowerCase() !== 'content-length') out.push(headers[i], headers[i + 1]);
+    out.push('Content-Range', contentRange, 'Content-Length', String(length));
+    return out;
   }
 
   private async recoverCorrupt(ex: Exchange, entry: Entry, err: unknown): Promise<void> {
@@ -925,6 +985,8 @@ export class Cache implements HttpCache {
     const policyReq = { url: href, method: 'GET', headers: this.policyHeaders(ex.url, ex.req.headers, entry.vary) };
     const conditional = meta.policy.revalidationHeaders({ url: href, method: 'GET', headers: { ...ex.forwardHeaders, host: ex.url.host } as CachePolicy.Headers });
     delete conditional.host;
+    // A range is served from the refreshed entry; asking the origin for one would not refresh it.
+    delete conditional.range;
     ex.cacheOutcome = `fwd=${fwd}`;
     let upstream: IncomingMessage;
     try {
