@@ -429,10 +429,12 @@ export class Cache implements HttpCache {
       const req = { url: href, method: 'GET', headers: this.policyHeaders(ex.url, h, entry.vary) };
       const evaluation = meta.evalPolicy.evaluateRequest(req);
       const staleForbidden = meta.mustRevalidate && meta.policy.stale();
-      if (!evaluation.revalidation && !staleForbidden) {
+      // max-age=0 (a browser reload) always means "ask the origin", even for an entry stored this very millisecond.
+      const reload = reqcc.get('max-age') === '0';
+      if (!evaluation.revalidation && !staleForbidden && !reload) {
         return this.serveStored(ex, entry, `hit; ttl=${ttlSeconds(entry)}`);
       }
-      if (evaluation.response && evaluation.revalidation && !evaluation.revalidation.synchronous && !staleForbidden) {
+      if (evaluation.response && evaluation.revalidation && !evaluation.revalidation.synchronous && !staleForbidden && !reload) {
         // stale-while-revalidate: answer now, refresh behind the client's back.
         this.emit('served-stale', href, { key, reason: 'stale-while-revalidate', status: entry.status });
         this.backgroundRevalidate(entry);
