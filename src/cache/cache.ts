@@ -124,6 +124,9 @@ export class Cache implements HttpCache {
       h['if-none-match'] === undefined &&
       h['if-modified-since'] === undefined &&
       h.range === undefined &&
+      // A GET/HEAD with a body is not answered before its body has been read (and checked) by the slow path.
+      h['transfer-encoding'] === undefined &&
+      (h['content-length'] === undefined || h['content-length'] === '0') &&
       this.config.policy !== 'offline'
     ) {
       const href = ex.url.href;
@@ -412,9 +415,13 @@ export class Cache implements HttpCache {
 
   private async handle(ex: Exchange, waited = false): Promise<void> {
     const policy = this.config.policy;
-    if (policy === 'offline') return this.handleOffline(ex);
+    const withBody = requestHasBody(ex.req.headers);
+    if (policy === 'offline') {
+      if (withBody) return this.gatewayTimeout(ex, 'detail=offline', `offline: a ${ex.method} with a body cannot be answered from the cache`);
+      return this.handleOffline(ex);
+    }
     if (ex.method !== 'GET' && ex.method !== 'HEAD') return this.forwardUncached(ex);
-    if (requestHasBody(ex.req.headers)) return this.bypass(ex, 'fwd=bypass; detail=request-body');
+    if (withBody) return this.bypass(ex, 'fwd=bypass; detail=request-body');
 
     const href = ex.url.href;
     const h = ex.req.headers;
