@@ -27,6 +27,8 @@ const UNSAFE_METHODS = new Set(['POST', 'PUT', 'DELETE', 'PATCH']);
 const PREFETCH_CONCURRENCY = 4;
 /** HTML pages larger than this are not parsed for prefetch links. */
 const PREFETCH_MAX_HTML = 2 * MiB;
+/** Links waiting to be prefetched; beyond this, new pages' links are dropped (browsing outpaces the origin). */
+const PREFETCH_QUEUE_MAX = 1000;
 const RESOLVED = Promise.resolve();
 
 /** What the hot path needs of an entry once its metadata is loaded. */
@@ -1163,6 +1165,7 @@ export class Cache implements HttpCache {
       return;
     }
     for (const link of links) {
+      if (this.prefetchQueue.length >= PREFETCH_QUEUE_MAX) break;
       if (this.keysByUrl.has(link) || this.fills.has('GET ' + link) || this.prefetchQueue.includes(link)) continue;
       this.prefetchQueue.push(link);
     }
