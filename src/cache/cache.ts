@@ -27,6 +27,8 @@ const UNSAFE_METHODS = new Set(['POST', 'PUT', 'DELETE', 'PATCH']);
 const PREFETCH_CONCURRENCY = 4;
 /** HTML pages larger than this are not parsed for prefetch links. */
 const PREFETCH_MAX_HTML = 2 * MiB;
+/** Links waiting to be prefetched; beyond this, new pages' links are dropped (browsing outpaces the origin). */
+const PREFETCH_QUEUE_MAX = 1000;
 const RESOLVED = Promise.resolve();
 
 /** What the hot path needs of an entry once its metadata is loaded. */
@@ -123,7 +125,8 @@ export class Cache implements HttpCache {
       h.pragma === undefined &&
       h['if-none-match'] === undefined &&
       h['if-modified-since'] === undefined &&
-      // A GET or HEAD that carries a body is never answered from the cache (see handle()).
+      h.range === undefined &&
+      // A GET/HEAD with a body is not answered before its body has been read (and checked) by the slow path.
       h['transfer-encoding'] === undefined &&
       (h['content-length'] === undefined || h['content-length'] === '0') &&
       this.config.policy !== 'offline'
@@ -414,9 +417,13 @@ export class Cache implements HttpCache {
 
   private async handle(ex: Exchange, waited = false): Promise<void> {
     const policy = this.config.policy;
-    if (policy === 'offline') return this.handleOffline(ex);
+    const withBody = requestHasBody(ex.req.headers);
+    if (policy === 'offline') {
+      if (withBody) return this.gatewayTimeout(ex, 'detail=offline', `offline: a ${ex.method} with a body cannot be answered from the cache`);
+      return this.handleOffline(ex);
+    }
     if (ex.method !== 'GET' && ex.method !== 'HEAD') return this.forwardUncached(ex);
-    if (requestHasBody(ex.req.headers)) return this.bypass(ex, 'fwd=bypass; detail=request-body');
+    if (withBody) return this.bypass(ex, 'fwd=bypass; detail=request-body');
 
     const href = ex.url.href;
     const h = ex.req.headers;
@@ -431,10 +438,12 @@ export class Cache implements HttpCache {
       const req = { url: href, method: 'GET', headers: this.policyHeaders(ex.url, h, entry.vary) };
       const evaluation = meta.evalPolicy.evaluateRequest(req);
       const staleForbidden = meta.mustRevalidate && meta.policy.stale();
-      if (!evaluation.revalidation && !staleForbidden) {
+      // max-age=0 (a browser reload) always means "ask the origin", even for an entry stored this very millisecond.
+      const reload = reqcc.get('max-age') === '0';
+      if (!evaluation.revalidation && !staleForbidden && !reload) {
         return this.serveStored(ex, entry, `hit; ttl=${ttlSeconds(entry)}`);
       }
-      if (evaluation.response && evaluation.revalidation && !evaluation.revalidation.synchronous && !staleForbidden) {
+      if (evaluation.response && evaluation.revalidation && !evaluation.revalidation.synchronous && !staleForbidden && !reload) {
         // stale-while-revalidate: answer now, refresh behind the client's back.
         this.emit('served-stale', href, { key, reason: 'stale-while-revalidate', status: entry.status });
         this.backgroundRevalidate(entry);
@@ -827,11 +836,26 @@ export class Cache implements HttpCache {
       ex.res.end();
       return;
     }
+    const range = this.requestedRange(ex, entry, meta);
+    if (range === 'unsatisfiable') {
+      ex.cacheOutcome = cacheStatus;
+      ex.res.writeHead(416, this.partialHeaders(ex, meta, cacheStatus, `bytes */${entry.size}`, 0));
+      ex.res.end();
+      return;
+    }
     let body: Buffer | null;
     try {
       body = await this.memoryBody(entry);
     } catch (err) {
       return this.recoverCorrupt(ex, entry, err);
+    }
+    if (body && range) {
+      ex.cacheOutcome = cacheStatus;
+      const part = body.subarray(range.start, range.end + 1);
+      ex.res.writeHead(206, this.partialHeaders(ex, meta, cacheStatus, `bytes ${range.start}-${range.end}/${entry.size}`, part.length));
+      countBytes(ex.res, part.length);
+      ex.res.end(part);
+      return;
     }
     if (body) {
       this.serveBody(ex, entry, body, cacheStatus, true);
@@ -844,14 +868,18 @@ export class Cache implements HttpCache {
       return this.recoverCorrupt(ex, entry, err);
     }
     const { res } = ex;
-    res.writeHead(entry.status, meta.statusMessage || undefined, this.hitHeaders(ex, meta, cacheStatus));
+    if (range) {
+      res.writeHead(206, this.partialHeaders(ex, meta, cacheStatus, `bytes ${range.start}-${range.end}/${entry.size}`, range.end - range.start + 1));
+    } else {
+      res.writeHead(entry.status, meta.statusMessage || undefined, this.hitHeaders(ex, meta, cacheStatus));
+    }
     ex.cacheOutcome = cacheStatus;
     if (ex.method === 'HEAD' || responseHasNoBody(ex.method, entry.status)) {
       await handle.close();
       res.end();
       return;
     }
-    const stream = handle.createReadStream({ start: 0 });
+    const stream = handle.createReadStream(range ? { start: range.start, end: range.end } : { start: 0 });
     await new Promise<void>((resolve) => {
       stream.on('data', (chunk) => countBytes(res, chunk.length));
       stream.once('error', (err) => {
@@ -864,6 +892,46 @@ export class Cache implements HttpCache {
       });
       stream.pipe(res);
     });
+  }
+
+  /**
+   * A single byte range of a stored 200 (RFC 9110 §14): null means "send it all" (no Range, a
+   * multi-range or malformed header, or an If-Range that no longer matches).
+   */
+  private requestedRange(ex: Exchange, entry: Entry, meta: LoadedMeta): { start: number; end: number } | 'unsatisfiable' | null {
+    const header = headerValue(ex.req.headers, 'range');
+    if (header === undefined || ex.method !== 'GET' || entry.status !== 200) return null;
+    const ifRange = headerValue(ex.req.headers, 'if-range');
+    if (ifRange !== undefined) {
+      const etag = rawHeader(meta.raw, 'etag');
+      const strongMatch = etag !== undefined && !etag.startsWith('W/') && ifRange.trim() === etag;
+      if (!strongMatch && ifRange.trim() !== rawHeader(meta.raw, 'last-modified')) return null;
+    }
+    const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header);
+    if (!m || (m[1] === '' && m[2] === '')) return null;
+    const size = entry.size;
+    let start: number;
+    let end: number;
+    if (m[1] === '') {
+      const suffix = Number(m[2]);
+      if (suffix === 0) return 'unsatisfiable';
+      start = Math.max(0, size - suffix);
+      end = size - 1;
+    } else {
+      start = Number(m[1]);
+      end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+      if (Number(m[2]) < start && m[2] !== '') return null;
+    }
+    if (start >= size) return 'unsatisfiable';
+    return { start, end };
+  }
+
+  private partialHeaders(ex: Exchange, meta: LoadedMeta, cacheStatus: string, contentRange: string, length: number): string[] {
+    const headers = this.hitHeaders(ex, meta, cacheStatus);
+    const out: string[] = [];
+    for (let i = 0; i < headers.length; i += 2) if (headers[i].toLowerCase() !== 'content-length') out.push(headers[i], headers[i + 1]);
+    out.push('Content-Range', contentRange, 'Content-Length', String(length));
+    return out;
   }
 
   private async recoverCorrupt(ex: Exchange, entry: Entry, err: unknown): Promise<void> {
@@ -928,6 +996,8 @@ export class Cache implements HttpCache {
     const policyReq = { url: href, method: 'GET', headers: this.policyHeaders(ex.url, ex.req.headers, entry.vary) };
     const conditional = meta.policy.revalidationHeaders({ url: href, method: 'GET', headers: { ...ex.forwardHeaders, host: ex.url.host } as CachePolicy.Headers });
     delete conditional.host;
+    // A range is served from the refreshed entry; asking the origin for one would not refresh it.
+    delete conditional.range;
     ex.cacheOutcome = `fwd=${fwd}`;
     let upstream: IncomingMessage;
     try {
@@ -1095,6 +1165,7 @@ export class Cache implements HttpCache {
       return;
     }
     for (const link of links) {
+      if (this.prefetchQueue.length >= PREFETCH_QUEUE_MAX) break;
       if (this.keysByUrl.has(link) || this.fills.has('GET ' + link) || this.prefetchQueue.includes(link)) continue;
       this.prefetchQueue.push(link);
     }

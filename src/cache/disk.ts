@@ -115,6 +115,8 @@ export class BodyWriter {
 export class DiskStore {
   readonly entriesDir: string;
   readonly tmpDir: string;
+  /** Bucket directories known to exist: a miss costs a rename and a write, not also a mkdir. */
+  private readonly buckets = new Set<string>();
 
   private constructor(readonly dir: string) {
     this.entriesDir = path.join(dir, 'entries');
@@ -211,9 +213,18 @@ export class DiskStore {
 
   /** Publishes a finished body, then its metadata. */
   async commit(writer: BodyWriter, meta: EntryMeta): Promise<void> {
-    await fsp.mkdir(path.dirname(this.bodyPath(meta.hash)), { recursive: true, mode: DIR_MODE });
+    const bucket = path.dirname(this.bodyPath(meta.hash));
+    if (!this.buckets.has(bucket)) {
+      await fsp.mkdir(bucket, { recursive: true, mode: DIR_MODE });
+      this.buckets.add(bucket);
+    }
     try {
-      await fsp.rename(writer.tmpPath, this.bodyPath(meta.hash));
+      await fsp.rename(writer.tmpPath, this.bodyPath(meta.hash)).catch(async (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+        // The bucket was removed behind our back (someone cleaned the dir): make it again.
+        await fsp.mkdir(bucket, { recursive: true, mode: DIR_MODE });
+        await fsp.rename(writer.tmpPath, this.bodyPath(meta.hash));
+      });
     } catch (err) {
       await fsp.unlink(writer.tmpPath).catch(() => {});
       throw err;

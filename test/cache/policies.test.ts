@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
-import { viaProxy, waitFor } from '../helpers/net';
+import { curl, viaProxy, waitFor } from '../helpers/net';
 import { cacheEvents, withProxy } from './origin';
 
 test('concurrent misses for one key make one origin request; the others are answered from it', () =>
@@ -320,3 +320,45 @@ test('a chunked response (no Content-Length) is stored while streamed and hits c
     assert.ok(hit.body.equals(first.body));
     assert.equal(origin.count(`/chunked-big?size=${size}`), 1);
   }));
+
+test('Range requests on a stored response get 206 / 416 from the cache (memory and disk tiers)', async () => {
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cp-range-'));
+  try {
+    await withProxy({ cache: { dir, maxMemoryMB: 1 } }, async (origin, p) => {
+      const small = `${origin.url}/big?size=1000`;
+      const large = `${origin.url}/big?size=2000000`;
+      const fullSmall = (await viaProxy(p.port, small)).body;
+      const fullLarge = (await viaProxy(p.port, large)).body;
+      const first = await viaProxy(p.port, small, { headers: { range: 'bytes=0-9' } });
+      assert.equal(first.status, 206);
+      assert.equal(first.headers['content-range'], 'bytes 0-9/1000');
+      assert.equal(first.headers['content-length'], '10');
+      assert.ok(first.body.equals(fullSmall.subarray(0, 10)));
+      assert.match(String(first.headers['cache-status']), /; hit; /);
+      const suffix = await viaProxy(p.port, small, { headers: { range: 'bytes=-5' } });
+      assert.equal(suffix.headers['content-range'], 'bytes 995-999/1000');
+      const open = await viaProxy(p.port, small, { headers: { range: 'bytes=990-' } });
+      assert.equal(open.body.length, 10);
+      const beyond = await viaProxy(p.port, small, { headers: { range: 'bytes=5000-' } });
+      assert.equal(beyond.status, 416);
+      assert.equal(beyond.headers['content-range'], 'bytes */1000');
+      const multi = await viaProxy(p.port, small, { headers: { range: 'bytes=0-1,5-6' } });
+      assert.equal(multi.status, 200, 'multiple ranges: the whole response');
+      const stale = await viaProxy(p.port, small, { headers: { range: 'bytes=0-9', 'if-range': '"other"' } });
+      assert.equal(stale.status, 200, 'If-Range that does not match: the whole response');
+      const fromDisk = await viaProxy(p.port, large, { headers: { range: 'bytes=1000000-1000009' } });
+      assert.equal(fromDisk.status, 206);
+      assert.ok(fromDisk.body.equals(fullLarge.subarray(1_000_000, 1_000_010)));
+      await viaProxy(p.port, `${origin.url}/max-age`);
+      const curlRange = await curl(['-x', p.url, '-r', '0-3', `${origin.url}/max-age`]);
+      assert.equal(curlRange.stdout, 'max-');
+      assert.equal(origin.count('/big?size=1000'), 1);
+      assert.equal(origin.count('/big?size=2000000'), 1);
+    });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

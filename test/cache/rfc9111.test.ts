@@ -352,3 +352,12 @@ test('404 is cacheable by default; a 302 without freshness is not reused', () =>
     await viaProxy(p.port, `${origin.url}/redirect`);
     assert.equal(origin.count('/redirect'), 2);
   }));
+
+test('a GET carrying a body is never answered from the cache: it goes to the origin, body and all', () =>
+  withProxy({}, async (origin, p) => {
+    await viaProxy(p.port, `${origin.url}/max-age`);
+    const r = await viaProxy(p.port, `${origin.url}/max-age`, { body: 'query-in-body' });
+    assert.equal(r.headers['cache-status'], 'caching-proxy; fwd=bypass; detail=request-body');
+    assert.equal(origin.count('/max-age'), 2);
+    assert.equal(origin.requests[1].body.toString(), 'query-in-body');
+  }));
