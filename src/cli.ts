@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, isLoopbackHost, resolveConfig, type ProxyConfig } from './core/config';
 import { EventBus, eventLevel, formatEvent, type LogLevel } from './core/events';
 import { ProxyError } from './core/exchange';
+import { runIpcChild } from './ipc/child';
+import { IPC_ENV } from './ipc/protocol';
 import { RunningProxy } from './proxy';
 
 const HELP = `caching-proxy: a local caching HTTP proxy for developers (RFC 9111)
@@ -158,7 +160,8 @@ async function main(): Promise<void> {
   const events = new EventBus();
   events.on((e) => {
     const level = eventLevel(e);
-    if (LEVELS.indexOf(level) < threshold && e.type !== 'listening') return;
+    // The address is printed once below, in a friendlier form.
+    if (LEVELS.indexOf(level) < threshold || e.type === 'listening') return;
     const stream = level === 'error' || level === 'warn' ? process.stderr : process.stdout;
     stream.write(`${timestamp()} ${level.padEnd(5)} ${formatEvent(e)}\n`);
   });
@@ -196,7 +199,10 @@ async function main(): Promise<void> {
 
 declare const __VERSION__: string | undefined;
 
-if (require.main === module) {
+if (require.main === module && process.env[IPC_ENV] === '1' && process.send) {
+  // Forked by the VS Code extension: config and queries arrive over the IPC channel.
+  runIpcChild();
+} else if (require.main === module) {
   main().catch((err: Error) => {
     process.stderr.write(`caching-proxy: unexpected error: ${err.stack ?? err.message}\n`);
     process.exit(1);

@@ -61,7 +61,8 @@ export class RunningProxy {
     const prev = this._config;
     const serverChanged =
       prev.port !== next.port || prev.host !== next.host || prev.allowRemote !== next.allowRemote ||
-      JSON.stringify(prev.auth) !== JSON.stringify(next.auth) || prev.maxHeaderBytes !== next.maxHeaderBytes;
+      JSON.stringify(prev.auth) !== JSON.stringify(next.auth) || prev.maxHeaderBytes !== next.maxHeaderBytes ||
+      prev.idleTimeoutSeconds !== next.idleTimeoutSeconds || prev.headersTimeoutSeconds !== next.headersTimeoutSeconds;
     const originChanged =
       prev.upstreamProxy !== next.upstreamProxy || prev.timeoutSeconds !== next.timeoutSeconds ||
       prev.noProxy.join(',') !== next.noProxy.join(',');
@@ -71,9 +72,10 @@ export class RunningProxy {
       const old = this.origin;
       this.origin = new OriginClient(next);
       this.setOrigin(this.origin);
+      this.server.setOrigin(this.origin);
       old.close();
     }
-    if (serverChanged || originChanged) {
+    if (serverChanged) {
       const server = new ProxyServer(next, this.events, this.origin, handler);
       if (prev.port !== next.port) {
         // Bind the new listener first: if the port is taken, the old one keeps serving.

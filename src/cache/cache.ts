@@ -27,6 +27,8 @@ const UNSAFE_METHODS = new Set(['POST', 'PUT', 'DELETE', 'PATCH']);
 const PREFETCH_CONCURRENCY = 4;
 /** HTML pages larger than this are not parsed for prefetch links. */
 const PREFETCH_MAX_HTML = 2 * MiB;
+/** Links waiting to be prefetched; beyond this, new pages' links are dropped (browsing outpaces the origin). */
+const PREFETCH_QUEUE_MAX = 1000;
 const RESOLVED = Promise.resolve();
 
 /** What the hot path needs of an entry once its metadata is loaded. */
@@ -34,6 +36,12 @@ interface LoadedMeta {
   statusMessage: string;
   raw: string[];
   policy: CachePolicy;
+  /**
+   * The policy requests are evaluated against. http-cache-semantics 4.3 revalidates every
+   * must-revalidate response even while fresh; RFC 9111 §5.2.2.2 only forbids serving it
+   * stale. So freshness is judged without the directive, and staleness is checked separately.
+   */
+  evalPolicy: CachePolicy;
   /** A plain request (no Cache-Control) may be answered without asking the policy again while now < freshUntil. */
   fastOk: boolean;
   mustRevalidate: boolean;
@@ -65,6 +73,8 @@ interface Plan {
   replacing: Entry | null;
   prefetch: boolean;
   fill: Fill | null;
+  /** The client sent validators we did not forward: answer it from the stored entry once stored. */
+  deferClient?: boolean;
 }
 
 /** A response on its way into the store. */
@@ -103,6 +113,8 @@ export class Cache implements HttpCache {
   private hits = 0;
   private misses = 0;
   private closed = false;
+  /** Cancels background fetches (prefetch, revalidation) when the cache closes. */
+  private readonly shutdown = new AbortController();
 
   readonly handler = (ex: Exchange): Promise<void> => {
     // The fresh-hit fast path: synchronous, no policy evaluation, headers prepared at store time.
@@ -113,6 +125,10 @@ export class Cache implements HttpCache {
       h.pragma === undefined &&
       h['if-none-match'] === undefined &&
       h['if-modified-since'] === undefined &&
+      h.range === undefined &&
+      // A GET/HEAD with a body is not answered before its body has been read (and checked) by the slow path.
+      h['transfer-encoding'] === undefined &&
+      (h['content-length'] === undefined || h['content-length'] === '0') &&
       this.config.policy !== 'offline'
     ) {
       const href = ex.url.href;
@@ -169,9 +185,13 @@ export class Cache implements HttpCache {
         ? new LRUCache<string, Entry>({
             maxSize: memoryBytes,
             sizeCalculation: (e) => Math.max(1, e.size),
-            dispose: (entry) => {
+            dispose: (entry, key, reason) => {
               // Still listed and on disk; only the memory copy goes.
               if (entry.onDisk) entry.body = null;
+              // Held only here (its disk write failed): out of memory means out of the cache.
+              else if (reason === 'evict') queueMicrotask(() => {
+                if (this.index.peek(key) === entry) this.index.delete(key);
+              });
             },
           })
         : null;
@@ -226,7 +246,14 @@ export class Cache implements HttpCache {
       this.warnDisk(err, dir);
     }
     this.configureLimits(this.config, []);
-    for (const r of records) this.insert({ ...r, meta: null, body: null, onDisk: true });
+    for (const r of records) {
+      // Completed in place: 100,000 copies would cost more than the reading.
+      const entry = r as Entry;
+      entry.meta = null;
+      entry.body = null;
+      entry.onDisk = true;
+      this.insert(entry);
+    }
     if (records.length) {
       this.deps.events.emit({
         type: 'notice',
@@ -272,13 +299,22 @@ export class Cache implements HttpCache {
   }
 
   private loadedMeta(policy: CachePolicy, statusMessage: string, raw: string[], requestHeaders: Record<string, string>): LoadedMeta {
-    const url = (policy.toObject().u as string | undefined) ?? '';
+    const obj = policy.toObject();
+    const url = obj.u ?? '';
+    let evalPolicy = policy;
+    const mustRevalidate = obj.rescc['must-revalidate'] !== undefined;
+    if (mustRevalidate) {
+      const rescc = { ...obj.rescc };
+      delete rescc['must-revalidate'];
+      evalPolicy = CachePolicy.fromObject({ ...obj, rescc });
+    }
     return {
       statusMessage,
       raw,
       policy,
-      fastOk: policy.satisfiesWithoutRevalidation({ url, method: 'GET', headers: requestHeaders }),
-      mustRevalidate: parseCacheControl(rawHeader(raw, 'cache-control')).has('must-revalidate'),
+      evalPolicy,
+      fastOk: evalPolicy.satisfiesWithoutRevalidation({ url, method: 'GET', headers: requestHeaders }),
+      mustRevalidate,
       requestHeaders,
     };
   }
@@ -357,7 +393,8 @@ export class Cache implements HttpCache {
       // Storable by the letter of RFC 9111, but one user's cookie must not be handed to another.
       return { reason: 'set-cookie' };
     }
-    const explicit = cc.has('max-age') || (shared && cc.has('s-maxage')) || headers.expires !== undefined;
+    // `immutable` counts as stated freshness: the library gives it immutableMinTimeToLive.
+    const explicit = cc.has('max-age') || (shared && cc.has('s-maxage')) || headers.expires !== undefined || cc.has('immutable');
     const noCache = cc.has('no-cache') || (headers['cache-control'] === undefined && /no-cache/.test(String(headers.pragma ?? '')));
     if (!explicit && !noCache) {
       const withTtl = { ...headers, 'cache-control': [headers['cache-control'], `max-age=${ttl}`].filter(Boolean).join(', ') };
@@ -378,11 +415,15 @@ export class Cache implements HttpCache {
 
   // ---------------------------------------------------------------- request handling
 
-  private async handle(ex: Exchange): Promise<void> {
+  private async handle(ex: Exchange, waited = false): Promise<void> {
     const policy = this.config.policy;
-    if (policy === 'offline') return this.handleOffline(ex);
+    const withBody = requestHasBody(ex.req.headers);
+    if (policy === 'offline') {
+      if (withBody) return this.gatewayTimeout(ex, 'detail=offline', `offline: a ${ex.method} with a body cannot be answered from the cache`);
+      return this.handleOffline(ex);
+    }
     if (ex.method !== 'GET' && ex.method !== 'HEAD') return this.forwardUncached(ex);
-    if (requestHasBody(ex.req.headers)) return this.bypass(ex, 'fwd=bypass; detail=request-body');
+    if (withBody) return this.bypass(ex, 'fwd=bypass; detail=request-body');
 
     const href = ex.url.href;
     const h = ex.req.headers;
@@ -395,11 +436,14 @@ export class Cache implements HttpCache {
 
     if (entry && meta) {
       const req = { url: href, method: 'GET', headers: this.policyHeaders(ex.url, h, entry.vary) };
-      const evaluation = meta.policy.evaluateRequest(req);
-      if (!evaluation.revalidation) {
+      const evaluation = meta.evalPolicy.evaluateRequest(req);
+      const staleForbidden = meta.mustRevalidate && meta.policy.stale();
+      // max-age=0 (a browser reload) always means "ask the origin", even for an entry stored this very millisecond.
+      const reload = reqcc.get('max-age') === '0';
+      if (!evaluation.revalidation && !staleForbidden && !reload) {
         return this.serveStored(ex, entry, `hit; ttl=${ttlSeconds(entry)}`);
       }
-      if (evaluation.response && !evaluation.revalidation.synchronous) {
+      if (evaluation.response && evaluation.revalidation && !evaluation.revalidation.synchronous && !staleForbidden && !reload) {
         // stale-while-revalidate: answer now, refresh behind the client's back.
         this.emit('served-stale', href, { key, reason: 'stale-while-revalidate', status: entry.status });
         this.backgroundRevalidate(entry);
@@ -411,7 +455,27 @@ export class Cache implements HttpCache {
         return this.bypass(ex, 'fwd=stale; detail=head');
       }
       const fwd = Date.now() < entry.freshUntil ? 'request' : 'stale';
-      return this.revalidateAndServe(ex, entry, fwd);
+      const plain = fwd === 'stale' && h['if-none-match'] === undefined && h['if-modified-since'] === undefined;
+      const running = this.fills.get(key);
+      if (plain && running && !waited) {
+        // Another request is revalidating this entry (an expiry stampede): wait, then answer from its outcome.
+        running.waiters++;
+        this.emit('coalesced', href, { key });
+        try {
+          await running.promise.catch(() => {});
+        } finally {
+          running.waiters--;
+        }
+        return this.handle(ex, true);
+      }
+      if (!plain || running) return this.revalidateAndServe(ex, entry, fwd);
+      const fill: Fill = { promise: RESOLVED, waiters: 0 };
+      fill.promise = this.revalidateAndServe(ex, entry, fwd, fill);
+      this.fills.set(key, fill);
+      void fill.promise.catch(() => {}).then(() => {
+        if (this.fills.get(key) === fill) this.fills.delete(key);
+      });
+      return fill.promise;
     }
 
     if (onlyIfCached) return this.gatewayTimeout(ex, 'detail=only-if-cached', `only-if-cached: ${href} is not in the cache`);
@@ -424,7 +488,7 @@ export class Cache implements HttpCache {
     const href = ex.url.href;
     const plain = ex.req.headers['if-none-match'] === undefined && ex.req.headers['if-modified-since'] === undefined;
     const running = this.fills.get(key);
-    if (running && plain) {
+    if (running) {
       // Someone is already fetching this: wait for it and answer from what it stored.
       running.waiters++;
       this.emit('coalesced', href, { key });
@@ -443,8 +507,8 @@ export class Cache implements HttpCache {
     this.misses++;
     this.emit('miss', href, { key });
     const fill: Fill = { promise: RESOLVED, waiters: 0 };
-    const work = this.fetchAndAnswer(ex, fwd, null, fill);
-    if (plain && !running) {
+    const work = this.fetchAndAnswer(ex, fwd, null, fill, undefined, !plain);
+    if (!running) {
       fill.promise = work;
       this.fills.set(key, fill);
       void work.catch(() => {}).then(() => {
@@ -455,17 +519,27 @@ export class Cache implements HttpCache {
   }
 
   /** Fetches the target for a client (or none: prefetch, background refresh) and stores what may be stored. */
-  private async fetchAndAnswer(ex: Exchange | null, fwd: string, replacing: Entry | null, fill: Fill | null, url?: URL): Promise<void> {
+  private async fetchAndAnswer(ex: Exchange | null, fwd: string, replacing: Entry | null, fill: Fill | null, url?: URL, deferClient = false): Promise<void> {
     const target = ex ? ex.url : url!;
-    const headers = ex ? ex.forwardHeaders : { accept: '*/*', via: `1.1 ${VIA_NAME}` };
-    const count = (this.admissions.get(target.href) ?? 0) + 1;
-    this.admissions.set(target.href, count);
+    let headers = ex ? ex.forwardHeaders : { accept: '*/*', via: `1.1 ${VIA_NAME}` };
+    if (deferClient) {
+      // The client has a copy (a browser's own cache): fetch the full response so the cache fills,
+      // then answer the client's validators from it (RFC 9111 §4.3.2).
+      headers = { ...headers };
+      delete headers['if-none-match'];
+      delete headers['if-modified-since'];
+    }
+    let count = 1;
+    if (this.config.admitAfter > 1 && ex) {
+      count += this.admissions.get(target.href) ?? 0;
+      this.admissions.set(target.href, count);
+    }
     if (ex) ex.cacheOutcome = `fwd=${fwd}`;
     const upstream = await this.deps.origin.fetch({
       method: 'GET',
       url: target,
       headers,
-      signal: ex ? abortOnClientClose(ex).signal : undefined,
+      signal: ex ? this.abortUnlessAwaited(ex, fill) : this.shutdown.signal,
     });
     const plan: Plan = {
       url: target,
@@ -475,8 +549,18 @@ export class Cache implements HttpCache {
       replacing,
       prefetch: ex === null && replacing === null,
       fill,
+      deferClient,
     };
     return this.storeOrRelay(ex, upstream, plan, ex === null || count >= this.config.admitAfter ? null : `admit-after-${this.config.admitAfter}`);
+  }
+
+  /** Cancels the origin request when its client goes away, unless coalesced requests wait for the body. */
+  private abortUnlessAwaited(ex: Exchange, fill: Fill | null): AbortSignal {
+    const controller = new AbortController();
+    ex.res.once('close', () => {
+      if (!ex.res.writableFinished && (fill?.waiters ?? 0) === 0) controller.abort();
+    });
+    return controller.signal;
   }
 
   /** Decides whether a fresh origin response is stored; relays it to the client either way. */
@@ -516,6 +600,14 @@ export class Cache implements HttpCache {
     const stored = prepareStoredHeaders(upstream.rawHeaders, upstream.httpVersion);
     const entryHeaders: Record<string, string> = {};
     for (const k in policyHeaders) if (k !== 'cache-control' && k !== 'pragma' && k !== 'authorization') entryHeaders[k] = String(policyHeaders[k]);
+    if (ex && plan.deferClient) {
+      ex.cacheOutcome = `${fwdParams}; stored`;
+      await this.tee(null, upstream, plan, { key, policy, status, statusMessage: upstream.statusMessage ?? '', stored, requestHeaders: entryHeaders, vary: vary ? vary.filter((v) => v !== '*') : null, contentType: typeof headers['content-type'] === 'string' ? headers['content-type'] : undefined, cacheStatus: `${fwdParams}; stored` });
+      const entry = this.index.get(key);
+      if (entry?.meta) return this.serveStored(ex, entry, `${fwdParams}; stored`, false);
+      // Could not be kept after all: ask again, with the client's validators this time.
+      return this.bypass(ex, `${fwdParams}; detail=not-stored`);
+    }
     return this.tee(ex, upstream, plan, {
       key,
       policy,
@@ -561,6 +653,9 @@ export class Cache implements HttpCache {
         this.warnDisk(err);
       }
     }
+    const declared = Number(rawHeader(upstream.rawHeaders, 'content-length'));
+    const declaredLength = Number.isFinite(declared) && declared > 0 ? declared : Infinity;
+    let lastChunk: Buffer | null = null;
     let chunks: Buffer[] | null = this.memoryShare > 0 ? [] : null;
     let size = 0;
     let tooLarge = false;
@@ -580,14 +675,18 @@ export class Cache implements HttpCache {
         writer?.abort();
         upstream.destroy();
         if (res && !res.writableEnded) res.destroy(err);
-        this.emit('not-stored', plan.href, { key: s.key, reason: 'incomplete-body', status: s.status });
+        const reason = err instanceof ProxyError && err.status === 499 ? 'client-aborted' : 'incomplete-body';
+        this.emit('not-stored', plan.href, { key: s.key, reason, status: s.status });
         reject(err);
       };
       upstream.on('data', (chunk: Buffer) => {
         size += chunk.length;
         if (!clientGone && res) {
           countBytes(res, chunk.length);
-          if (!res.write(chunk) && !pausedByClient) {
+          if (size >= declaredLength) {
+            // With a Content-Length the client is done at the last byte: hold it until the entry is published.
+            lastChunk = lastChunk ? Buffer.concat([lastChunk, chunk]) : chunk;
+          } else if (!res.write(chunk) && !pausedByClient) {
             pausedByClient = true;
             res.once('drain', () => {
               pausedByClient = false;
@@ -643,17 +742,22 @@ export class Cache implements HttpCache {
         if (upstream.complete === false) return fail(new ProxyError(502, 'the origin closed the connection mid-body', 'ECONNRESET'));
         if (settled) return;
         settled = true;
-        if (res && !clientGone) res.end();
+        const endClient = () => {
+          if (res && !clientGone) res.end(lastChunk ?? undefined);
+          resolve();
+        };
         if (tooLarge) {
           writer?.abort();
           this.emit('not-stored', plan.href, { key: s.key, reason: 'too-large', status: s.status, size });
           if (plan.replacing) this.drop(plan.replacing, 'invalidated', 'replaced by a response too large to store');
-          return resolve();
+          return endClient();
         }
+        // The entry is published before the client's response ends: a client that got the
+        // whole response and asks again gets a hit. Publishing is a rename and a small write.
         const body = chunks ? Buffer.concat(chunks, size) : null;
         const commit = this.commit(writer, body, size, plan, s);
         this.track(commit);
-        commit.then(resolve, resolve);
+        commit.then(endClient, endClient);
       });
     });
   }
@@ -667,6 +771,8 @@ export class Cache implements HttpCache {
   ): Promise<void> {
     const storedAt = Date.now();
     const hash = hashKey(s.key);
+    // A chunked origin response is answered from the cache with its now known length.
+    if (rawHeader(s.stored, 'content-length') === undefined && !responseHasNoBody('GET', s.status)) s.stored.push('Content-Length', String(size));
     const record: IndexRecord = {
       key: s.key,
       hash,
@@ -722,12 +828,34 @@ export class Cache implements HttpCache {
     if (countHit) this.hits++;
     entry.hits++;
     if (this.deps.events.active) this.emit('hit', entry.url, { key: entry.key, status: entry.status, size: entry.size });
-    if (this.clientHasCurrentCopy(ex, entry, meta)) return this.serveNotModified(ex, entry, meta, cacheStatus);
+    if (this.clientHasCurrentCopy(ex, entry, meta)) return this.serveNotModified(ex, meta, cacheStatus);
+    if (!entry.body && responseHasNoBody(ex.method, entry.status)) {
+      // HEAD (or a bodiless status): the headers are all there is to send; no need to read the file.
+      ex.cacheOutcome = cacheStatus;
+      ex.res.writeHead(entry.status, meta.statusMessage || undefined, this.hitHeaders(ex, meta, cacheStatus));
+      ex.res.end();
+      return;
+    }
+    const range = this.requestedRange(ex, entry, meta);
+    if (range === 'unsatisfiable') {
+      ex.cacheOutcome = cacheStatus;
+      ex.res.writeHead(416, this.partialHeaders(ex, meta, cacheStatus, `bytes */${entry.size}`, 0));
+      ex.res.end();
+      return;
+    }
     let body: Buffer | null;
     try {
       body = await this.memoryBody(entry);
     } catch (err) {
       return this.recoverCorrupt(ex, entry, err);
+    }
+    if (body && range) {
+      ex.cacheOutcome = cacheStatus;
+      const part = body.subarray(range.start, range.end + 1);
+      ex.res.writeHead(206, this.partialHeaders(ex, meta, cacheStatus, `bytes ${range.start}-${range.end}/${entry.size}`, part.length));
+      countBytes(ex.res, part.length);
+      ex.res.end(part);
+      return;
     }
     if (body) {
       this.serveBody(ex, entry, body, cacheStatus, true);
@@ -740,14 +868,18 @@ export class Cache implements HttpCache {
       return this.recoverCorrupt(ex, entry, err);
     }
     const { res } = ex;
-    res.writeHead(entry.status, meta.statusMessage || undefined, this.hitHeaders(ex, meta, cacheStatus));
+    if (range) {
+      res.writeHead(206, this.partialHeaders(ex, meta, cacheStatus, `bytes ${range.start}-${range.end}/${entry.size}`, range.end - range.start + 1));
+    } else {
+      res.writeHead(entry.status, meta.statusMessage || undefined, this.hitHeaders(ex, meta, cacheStatus));
+    }
     ex.cacheOutcome = cacheStatus;
     if (ex.method === 'HEAD' || responseHasNoBody(ex.method, entry.status)) {
       await handle.close();
       res.end();
       return;
     }
-    const stream = handle.createReadStream({ start: 0 });
+    const stream = handle.createReadStream(range ? { start: range.start, end: range.end } : { start: 0 });
     await new Promise<void>((resolve) => {
       stream.on('data', (chunk) => countBytes(res, chunk.length));
       stream.once('error', (err) => {
@@ -760,6 +892,46 @@ export class Cache implements HttpCache {
       });
       stream.pipe(res);
     });
+  }
+
+  /**
+   * A single byte range of a stored 200 (RFC 9110 §14): null means "send it all" (no Range, a
+   * multi-range or malformed header, or an If-Range that no longer matches).
+   */
+  private requestedRange(ex: Exchange, entry: Entry, meta: LoadedMeta): { start: number; end: number } | 'unsatisfiable' | null {
+    const header = headerValue(ex.req.headers, 'range');
+    if (header === undefined || ex.method !== 'GET' || entry.status !== 200) return null;
+    const ifRange = headerValue(ex.req.headers, 'if-range');
+    if (ifRange !== undefined) {
+      const etag = rawHeader(meta.raw, 'etag');
+      const strongMatch = etag !== undefined && !etag.startsWith('W/') && ifRange.trim() === etag;
+      if (!strongMatch && ifRange.trim() !== rawHeader(meta.raw, 'last-modified')) return null;
+    }
+    const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header);
+    if (!m || (m[1] === '' && m[2] === '')) return null;
+    const size = entry.size;
+    let start: number;
+    let end: number;
+    if (m[1] === '') {
+      const suffix = Number(m[2]);
+      if (suffix === 0) return 'unsatisfiable';
+      start = Math.max(0, size - suffix);
+      end = size - 1;
+    } else {
+      start = Number(m[1]);
+      end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+      if (Number(m[2]) < start && m[2] !== '') return null;
+    }
+    if (start >= size) return 'unsatisfiable';
+    return { start, end };
+  }
+
+  private partialHeaders(ex: Exchange, meta: LoadedMeta, cacheStatus: string, contentRange: string, length: number): string[] {
+    const headers = this.hitHeaders(ex, meta, cacheStatus);
+    const out: string[] = [];
+    for (let i = 0; i < headers.length; i += 2) if (headers[i].toLowerCase() !== 'content-length') out.push(headers[i], headers[i + 1]);
+    out.push('Content-Range', contentRange, 'Content-Length', String(length));
+    return out;
   }
 
   private async recoverCorrupt(ex: Exchange, entry: Entry, err: unknown): Promise<void> {
@@ -804,7 +976,7 @@ export class Cache implements HttpCache {
     return Number.isFinite(since) && Number.isFinite(modified) && modified <= since;
   }
 
-  private serveNotModified(ex: Exchange, entry: Entry, meta: LoadedMeta, cacheStatus: string): void {
+  private serveNotModified(ex: Exchange, meta: LoadedMeta, cacheStatus: string): void {
     const headers = this.hitHeaders(ex, meta, cacheStatus);
     const out: string[] = [];
     for (let i = 0; i < headers.length; i += 2) {
@@ -815,20 +987,21 @@ export class Cache implements HttpCache {
     ex.cacheOutcome = cacheStatus;
     ex.res.writeHead(304, out);
     ex.res.end();
-    void entry;
   }
 
   /** Asks the origin whether a stored entry is still good, then answers the client from the outcome. */
-  private async revalidateAndServe(ex: Exchange, entry: Entry, fwd: string): Promise<void> {
+  private async revalidateAndServe(ex: Exchange, entry: Entry, fwd: string, fill: Fill | null = null): Promise<void> {
     const meta = entry.meta!;
     const href = ex.url.href;
     const policyReq = { url: href, method: 'GET', headers: this.policyHeaders(ex.url, ex.req.headers, entry.vary) };
     const conditional = meta.policy.revalidationHeaders({ url: href, method: 'GET', headers: { ...ex.forwardHeaders, host: ex.url.host } as CachePolicy.Headers });
     delete conditional.host;
+    // A range is served from the refreshed entry; asking the origin for one would not refresh it.
+    delete conditional.range;
     ex.cacheOutcome = `fwd=${fwd}`;
     let upstream: IncomingMessage;
     try {
-      upstream = await this.deps.origin.fetch({ method: 'GET', url: ex.url, headers: conditional, signal: abortOnClientClose(ex).signal });
+      upstream = await this.deps.origin.fetch({ method: 'GET', url: ex.url, headers: conditional, signal: this.abortUnlessAwaited(ex, fill) });
     } catch (err) {
       if (err instanceof ProxyError && err.status === 499) throw err;
       if (stillUsableOnError(meta.policy, policyReq)) {
@@ -856,7 +1029,7 @@ export class Cache implements HttpCache {
       this.emit('served-stale', href, { key: entry.key, reason: 'stale-if-error', status: entry.status });
       return this.serveStored(ex, entry, `fwd=${fwd}; fwd-status=${status}; ttl=${ttlSeconds(entry)}; detail=stale-if-error`);
     }
-    const plan: Plan = { url: ex.url, href, fwd, requestHeaders: ex.req.headers, replacing: entry, prefetch: false, fill: null };
+    const plan: Plan = { url: ex.url, href, fwd, requestHeaders: ex.req.headers, replacing: entry, prefetch: false, fill };
     return this.storeOrRelay(ex, upstream, plan, null);
   }
 
@@ -898,7 +1071,7 @@ export class Cache implements HttpCache {
     const policyReq = { url: entry.url, method: 'GET', headers: { ...meta.requestHeaders } };
     const conditional = meta.policy.revalidationHeaders({ url: entry.url, method: 'GET', headers: { ...meta.requestHeaders, accept: '*/*', via: `1.1 ${VIA_NAME}` } });
     delete conditional.host;
-    const upstream = await this.deps.origin.fetch({ method: 'GET', url, headers: conditional });
+    const upstream = await this.deps.origin.fetch({ method: 'GET', url, headers: conditional, signal: this.shutdown.signal });
     const status = upstream.statusCode ?? 502;
     if (status === 304) {
       upstream.resume();
@@ -992,6 +1165,7 @@ export class Cache implements HttpCache {
       return;
     }
     for (const link of links) {
+      if (this.prefetchQueue.length >= PREFETCH_QUEUE_MAX) break;
       if (this.keysByUrl.has(link) || this.fills.has('GET ' + link) || this.prefetchQueue.includes(link)) continue;
       this.prefetchQueue.push(link);
     }
@@ -1094,13 +1268,12 @@ export class Cache implements HttpCache {
 
   async purgeAll(): Promise<number> {
     const n = this.index.size;
-    const entries = [...this.index.values()];
+    // clear() disposes every entry: its files are removed.
     this.index.clear();
     this.hot?.clear();
     this.keysByUrl.clear();
     this.varyByUrl.clear();
     if (n) this.emit('purged', '*', { reason: `all ${n} entries` });
-    void entries;
     await this.flushWrites();
     return n;
   }
@@ -1152,10 +1325,11 @@ export class Cache implements HttpCache {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
+    this.shutdown.abort();
     this.prefetchQueue = [];
     await Promise.all([...this.fills.values()].map((f) => f.promise.catch(() => {})));
     await this.flushWrites();
+    this.closed = true;
     if (this.disk) {
       const records = this.oldestFirst().filter((e) => e.onDisk).map(toRecord);
       await this.disk.saveIndex(records).catch((err) => this.warnDisk(err));

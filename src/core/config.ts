@@ -20,6 +20,13 @@ export interface ProxyConfig {
   timeoutSeconds: number;
   /** Largest request head accepted, in bytes (431 beyond it). */
   maxHeaderBytes: number;
+  /**
+   * Seconds a client connection may make no progress either way (nothing read, nothing written)
+   * before it is closed: reclaims stalled readers and forgotten keep-alive connections.
+   */
+  idleTimeoutSeconds: number;
+  /** Seconds a client has to send a complete request head (408 beyond it): the slowloris guard. */
+  headersTimeoutSeconds: number;
   cache: CacheConfig;
 }
 
@@ -67,6 +74,8 @@ export function defaultConfig(): ProxyConfig {
     noProxy: [],
     timeoutSeconds: 30,
     maxHeaderBytes: 16 * 1024,
+    idleTimeoutSeconds: 120,
+    headersTimeoutSeconds: 20,
     cache: {
       policy: 'standard',
       dir: defaultCacheDir(),
@@ -117,6 +126,8 @@ export function resolveConfig(input: unknown, base: ProxyConfig = defaultConfig(
     noProxy: v.list('noProxy', src.noProxy, base.noProxy),
     timeoutSeconds: v.num('timeoutSeconds', src.timeoutSeconds, base.timeoutSeconds, 0.001, 86_400),
     maxHeaderBytes: v.int('maxHeaderBytes', src.maxHeaderBytes, base.maxHeaderBytes, 1024, 1024 * 1024),
+    idleTimeoutSeconds: v.num('idleTimeoutSeconds', src.idleTimeoutSeconds, base.idleTimeoutSeconds, 0.05, 86_400),
+    headersTimeoutSeconds: v.num('headersTimeoutSeconds', src.headersTimeoutSeconds, base.headersTimeoutSeconds, 0.05, 3_600),
     cache: {
       policy: v.oneOf('cache.policy', cacheSrc.policy, base.cache.policy, CACHE_POLICIES),
       dir: v.nullableStr('cache.dir', cacheSrc.dir, base.cache.dir, () => null),

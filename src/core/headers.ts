@@ -34,8 +34,16 @@ export function forwardRequestHeaders(headers: IncomingHttpHeaders, httpVersion:
   const nominated = connectionNominated(headers.connection);
   const out: OutgoingHttpHeaders = {};
   for (const name in headers) {
-    if (name === 'host' || isHopByHop(name, nominated)) continue;
+    // Expect: the server already answered 100-continue to the client. (Forwarding it also makes
+    // Node's client flush the head early, encoding non-ASCII field bytes as UTF-8.)
+    if (name === 'host' || name === 'expect' || isHopByHop(name, nominated)) continue;
     out[name] = headers[name];
+  }
+  if (headers['transfer-encoding'] !== undefined) {
+    // The body is re-chunked upstream. Said explicitly: for GET, HEAD, DELETE, OPTIONS Node's client
+    // does not chunk by default and would write the body bytes unframed, where the origin reads
+    // them as the next request on the connection (request smuggling).
+    out['transfer-encoding'] = 'chunked';
   }
   out.via = appendVia(headers.via, httpVersion, via);
   return out;
@@ -75,4 +83,87 @@ export function requestHasBody(headers: IncomingHttpHeaders): boolean {
   if (headers['transfer-encoding'] !== undefined) return true;
   const length = headers['content-length'];
   return length !== undefined && length !== '0';
+}
+
+/**
+ * Fields Node's parser keeps only the first of when a request repeats them. Forwarding such a
+ * request would silently send the origin something other than what the client sent, so a
+ * repeat is refused instead.
+ */
+const SINGLE_VALUED = new Set([
+  'authorization', 'proxy-authorization', 'content-type', 'from', 'if-modified-since', 'if-unmodified-since',
+  'max-forwards', 'referer', 'user-agent', 'age', 'etag', 'expires', 'last-modified', 'location', 'retry-after', 'server',
+]);
+
+/** RFC 3986 uri-host [ ":" port ] (RFC 9112 §3.2). */
+const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/;
+
+export interface HeadProblem {
+  status: number;
+  message: string;
+}
+
+/**
+ * What is wrong with a request head that Node's parser let through but that this proxy must not
+ * forward (RFC 9112 says reject, or forwarding would change the request), or null. `maxBytes`
+ * is checked exactly here: Node's own limit lets some heads well past it through.
+ */
+export function requestHeadProblem(
+  req: { httpVersion: string; method?: string; url?: string; rawHeaders: string[] },
+  maxBytes: number,
+): HeadProblem | null {
+  if (req.httpVersion !== '1.1' && req.httpVersion !== '1.0') {
+    return { status: 400, message: `Bad request: HTTP/${req.httpVersion} is not supported here; send HTTP/1.1.` };
+  }
+  let size = (req.method ?? '').length + (req.url ?? '').length + 12;
+  let hosts = 0;
+  let hostValue = '';
+  const seen = new Set<string>();
+  const codings: string[] = [];
+  let transferEncodingLines = 0;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i].toLowerCase();
+    const value = req.rawHeaders[i + 1];
+    size += name.length + value.length + 4;
+    if (name === 'host') {
+      hosts++;
+      hostValue = value;
+    } else if (name === 'transfer-encoding') {
+      transferEncodingLines++;
+      codings.push(...value.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean));
+    } else if (SINGLE_VALUED.has(name)) {
+      if (seen.has(name)) {
+        return { status: 400, message: `Bad request: the ${req.rawHeaders[i]} header appears more than once; send it once.` };
+      }
+      seen.add(name);
+    }
+  }
+  if (size > maxBytes) {
+    return { status: 431, message: `Request header fields too large: the request head exceeds ${maxBytes} bytes.` };
+  }
+  if (hosts > 1) return { status: 400, message: 'Bad request: more than one Host header (RFC 9112 §3.2).' };
+  if (hosts === 0 && req.httpVersion === '1.1') return { status: 400, message: 'Bad request: an HTTP/1.1 request needs a Host header (RFC 9112 §3.2).' };
+  if (hosts === 1 && !HOST_VALUE.test(hostValue)) return { status: 400, message: 'Bad request: the Host header is not a valid host[:port].' };
+  if (transferEncodingLines > 0 && codings.length === 0) {
+    // Node reads an empty Transfer-Encoding as "no body"; other parsers read chunks. Ambiguous framing: refuse.
+    return { status: 400, message: 'Bad request: empty Transfer-Encoding header.' };
+  }
+  if (codings.length) {
+    if (req.httpVersion === '1.0') {
+      // RFC 9112 §6.1: the framing of an HTTP/1.0 message with Transfer-Encoding is faulty.
+      return { status: 400, message: 'Bad request: Transfer-Encoding is not allowed in an HTTP/1.0 request.' };
+    }
+    if (codings.some((c) => !/^[!#$%&'*+\-.^_`|~0-9a-z]+$/.test(c))) {
+      return { status: 400, message: 'Bad request: Transfer-Encoding holds something that is not a transfer coding name.' };
+    }
+    if (codings[codings.length - 1] !== 'chunked' || codings.filter((c) => c === 'chunked').length > 1) {
+      // RFC 9112 §6.3: the body length cannot be determined reliably.
+      return { status: 400, message: 'Bad request: Transfer-Encoding must end with chunked, applied once.' };
+    }
+    const others = codings.filter((c) => c !== 'chunked');
+    if (others.length) {
+      return { status: 501, message: `Not implemented: the request transfer coding "${others.join(', ')}" cannot be forwarded; send the body with chunked or Content-Length only.` };
+    }
+  }
+  return null;
 }

@@ -145,6 +145,8 @@ export class OriginClient implements Origin {
 }
 
 export function describeNetworkError(err: NodeJS.ErrnoException, target: string, signal?: AbortSignal): ProxyError {
+  // Already explained (e.g. the client's request body was malformed and aborted the upload).
+  if (err instanceof ProxyError) return err;
   if (signal?.aborted || err.name === 'AbortError') return new ProxyError(499, `request to ${target} aborted: the client went away`, 'ABORTED');
   switch (err.code) {
     case 'ENOTFOUND':

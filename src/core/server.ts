@@ -6,8 +6,8 @@ import type { Duplex } from 'node:stream';
 import type { ProxyConfig } from './config';
 import type { EventBus } from './events';
 import { ProxyError, type Exchange, type RequestHandler } from './exchange';
-import { bodyBytes, VIA_NAME } from './forward';
-import { appendVia, forwardRequestHeaders } from './headers';
+import { bodyBytes, countBytes, VIA_NAME } from './forward';
+import { appendVia, forwardRequestHeaders, requestHasBody, requestHeadProblem } from './headers';
 import type { OriginClient } from './origin';
 import { describeNetworkError } from './origin';
 import { parsePathStyle, pathStyleRewriter } from './pathStyle';
@@ -21,6 +21,8 @@ export interface ListenAddress {
 
 const EXCHANGE = Symbol('caching-proxy.exchange');
 type TrackedResponse = http.ServerResponse & { [EXCHANGE]?: ExchangeImpl };
+/** Request ids run on across rebinds (a port change makes a new server), so log lines never repeat an id. */
+let nextExchangeId = 1;
 
 class ExchangeImpl implements Exchange {
   cacheOutcome?: string;
@@ -51,20 +53,26 @@ class ExchangeImpl implements Exchange {
 export class ProxyServer {
   private readonly server: http.Server;
   private handler: RequestHandler;
-  private nextId = 1;
   private address: ListenAddress | null = null;
   private readonly localAddresses = new Set<string>();
   private readonly tunnels = new Set<Duplex>();
   private readonly inFlight = new Set<http.ServerResponse>();
   private readonly expectedAuth: Buffer | null;
   private readonly onResponseClose: (this: http.ServerResponse) => void;
+  /** Connections that sent a malformed request: requests Node already parsed after it are not forwarded. */
+  private readonly distrusted = new WeakSet<object>();
+  /** Responses still owed per connection, and the parse-error answer waiting for them (it must not overtake them). */
+  private readonly owed = new WeakMap<object, number>();
+  private readonly afterOwed = new WeakMap<object, () => void>();
+  /** The latest request read on each connection: a parse error before it is complete is an error in its body. */
+  private readonly reading = new WeakMap<object, http.IncomingMessage>();
   /** Our Via received-by token: a per-instance suffix tells our own requests coming back (loops) from chained instances. */
   readonly viaName = `${VIA_NAME}-${randomBytes(3).toString('hex')}`;
 
   constructor(
     private readonly config: ProxyConfig,
     private readonly events: EventBus,
-    private readonly origin: OriginClient,
+    private origin: OriginClient,
     handler: RequestHandler,
   ) {
     this.handler = handler;
@@ -73,22 +81,35 @@ export class ProxyServer {
       server.responseClosed(this);
     };
     this.expectedAuth = config.auth ? Buffer.from(`Basic ${Buffer.from(`${config.auth.username}:${config.auth.password}`).toString('base64')}`) : null;
+    const idleMs = Math.round(config.idleTimeoutSeconds * 1000);
+    const headersMs = Math.round(config.headersTimeoutSeconds * 1000);
     this.server = http.createServer({
       maxHeaderSize: config.maxHeaderBytes,
-      keepAliveTimeout: 30_000,
-      headersTimeout: 20_000,
+      keepAliveTimeout: Math.min(30_000, idleMs),
+      headersTimeout: headersMs,
+      // Node checks the head deadline only this often (30 s by default): keep it a fraction of the deadline.
+      connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.round(headersMs / 4))),
       requestTimeout: 0, // long uploads are fine; idle sockets are reclaimed by the socket timeout below
       noDelay: true,
+      // Host is checked in requestHeadProblem, which answers with a readable reason.
+      requireHostHeader: false,
     });
+    // Node silently drops fields past this count (and so would forward a different request); the size limit bounds them instead.
+    this.server.maxHeadersCount = 0;
     this.server.on('request', (req, res) => this.onRequest(req, res));
     this.server.on('connect', (req, socket, head) => this.onConnect(req, socket, head));
     this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
     this.server.on('clientError', (err, socket) => this.onClientError(err as NodeJS.ErrnoException, socket));
-    this.server.on('connection', (socket: net.Socket) => socket.setTimeout(120_000, () => socket.destroy()));
+    this.server.on('connection', (socket: net.Socket) => socket.setTimeout(idleMs, () => socket.destroy()));
   }
 
   setHandler(handler: RequestHandler): void {
     this.handler = handler;
+  }
+
+  /** New upstream/timeout settings take effect for the next request; open connections are untouched. */
+  setOrigin(origin: OriginClient): void {
+    this.origin = origin;
   }
 
   listen(): Promise<ListenAddress> {
@@ -170,9 +191,27 @@ export class ProxyServer {
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const id = this.nextId++;
+    const id = nextExchangeId++;
     const startedAt = performance.now();
     const method = req.method ?? 'GET';
+    const socket = req.socket;
+    this.reading.set(socket, req);
+    this.owed.set(socket, (this.owed.get(socket) ?? 0) + 1);
+    res.once('close', () => {
+      const left = (this.owed.get(socket) ?? 1) - 1;
+      this.owed.set(socket, left);
+      if (left === 0) this.afterOwed.get(socket)?.();
+    });
+    if (this.distrusted.has(req.socket)) {
+      // Pipelined behind a malformed request: its framing cannot be trusted. The connection closes after the error.
+      req.resume();
+      return;
+    }
+    const problem = requestHeadProblem(req, this.config.maxHeaderBytes);
+    if (problem) {
+      this.rejectAndClose(req, res, id, method, problem.status, problem.message);
+      return;
+    }
     if (!this.authorized(req)) {
       this.reject(res, id, method, req.url ?? '', 407, 'Proxy authentication required: send Proxy-Authorization with the configured credentials.', {
         'Proxy-Authenticate': 'Basic realm="caching-proxy"',
@@ -181,7 +220,8 @@ export class ProxyServer {
     }
     const routed = this.route(req);
     if (routed instanceof ProxyError) {
-      this.reject(res, id, method, req.url ?? '', routed.status, routed.message, routed.status === 307 ? { Location: routed.code ?? '/' } : undefined);
+      if (routed.status === 307) this.reject(res, id, method, req.url ?? '', 307, routed.message, { Location: routed.code ?? '/' });
+      else this.rejectAndClose(req, res, id, method, routed.status, routed.message);
       return;
     }
     const { url, rewrite } = routed;
@@ -199,6 +239,12 @@ export class ProxyServer {
   private route(req: http.IncomingMessage): { url: URL; rewrite: ((raw: string[]) => string[]) | null } | ProxyError {
     const target = req.url ?? '';
     if (/^https?:\/\//i.test(target)) {
+      // RFC 9110 §4.2: a non-empty host and no userinfo. WHATWG URL parsing would read "http:///x" or
+      // "http://a\\b" as some other host than a strict parser does, so such targets are refused.
+      const authority = /^https?:\/\/([^/?#]*)/i.exec(target)![1];
+      if (!AUTHORITY.test(authority) || target.includes('\\')) {
+        return new ProxyError(400, `Bad request: "${truncate(target)}" has no valid host[:port] (user info and backslashes are not allowed).`);
+      }
       try {
         const url = new URL(target);
         if (!url.hostname) throw new Error('no host');
@@ -264,18 +310,26 @@ export class ProxyServer {
     sendText(ex.res, pe.status, pe.message, ex.cacheOutcome ? { 'Cache-Status': `caching-proxy; ${ex.cacheOutcome}` } : undefined);
   }
 
+  /** A malformed request: answer, close the connection, and forward nothing else from it. */
+  private rejectAndClose(req: http.IncomingMessage, res: http.ServerResponse, id: number, method: string, status: number, message: string): void {
+    this.distrusted.add(req.socket);
+    this.reject(res, id, method, req.url ?? '', status, message, { Connection: 'close' });
+  }
+
   private reject(res: http.ServerResponse, id: number, method: string, url: string, status: number, message: string, headers?: Record<string, string>): void {
     this.events.emit({ type: 'error', id, method, url, status, message });
     sendText(res, status, message, headers);
   }
 
   private onConnect(req: http.IncomingMessage, clientSocket: Duplex, head: Buffer): void {
-    const id = this.nextId++;
+    const id = nextExchangeId++;
     const target = req.url ?? '';
     const refuse = (status: number, message: string, headers: Record<string, string> = {}) => {
       this.events.emit({ type: 'error', id, method: 'CONNECT', url: target, status, message });
       writeRawResponse(clientSocket, status, message, headers);
     };
+    const problem = requestHeadProblem(req, this.config.maxHeaderBytes);
+    if (problem) return refuse(problem.status, problem.message);
     if (!this.authorized(req)) return refuse(407, 'Proxy authentication required.', { 'Proxy-Authenticate': 'Basic realm="caching-proxy"' });
     const m = /^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):(\d{1,5})$/.exec(target);
     const port = m ? Number(m[2]) : 0;
@@ -354,14 +408,18 @@ export class ProxyServer {
 
   /** WebSocket and other Upgrade requests: forwarded as a request, then both sockets spliced. */
   private onUpgrade(req: http.IncomingMessage, clientSocket: Duplex, head: Buffer): void {
-    const id = this.nextId++;
+    const id = nextExchangeId++;
     const method = req.method ?? 'GET';
     const refuse = (status: number, message: string, headers: Record<string, string> = {}) => {
       this.events.emit({ type: 'error', id, method, url: req.url ?? '', status, message });
       writeRawResponse(clientSocket, status, message, headers);
     };
     clientSocket.on('error', () => clientSocket.destroy());
+    const problem = requestHeadProblem(req, this.config.maxHeaderBytes);
+    if (problem) return refuse(problem.status, problem.message);
     if (!this.authorized(req)) return refuse(407, 'Proxy authentication required.', { 'Proxy-Authenticate': 'Basic realm="caching-proxy"' });
+    // Node hands an upgrade request's body over as the first tunnel bytes; forwarding its length without it would hang the origin.
+    if (requestHasBody(req.headers)) return refuse(400, 'Bad request: an Upgrade request must not carry a body.');
     const routed = this.route(req);
     if (routed instanceof ProxyError) return refuse(routed.status === 307 ? 400 : routed.status, routed.message);
     const { url } = routed;
@@ -435,6 +493,24 @@ export class ProxyServer {
       message = 'Request timeout: the request head did not arrive in time.';
     }
     this.events.emit({ type: 'error', status, code: err.code, message });
+    const current = this.reading.get(socket);
+    if (current && !current.complete && !current.destroyed) {
+      // The body of a request being forwarded is malformed. Whoever reads it (the upstream upload)
+      // gets the error and aborts, so the origin sees an incomplete request, never a complete wrong
+      // one; the handler then answers 400 if it still can. Destroying the request instead would
+      // take the socket, and that answer, with it.
+      if (current.listenerCount('error') > 0) current.emit('error', new ProxyError(status, message, err.code));
+      this.afterOwed.set(socket, () => socket.end());
+      return;
+    }
+    if ((this.owed.get(socket) ?? 0) > 0) {
+      // Earlier pipelined requests are still being answered: written now, this error would read as their response.
+      this.afterOwed.set(socket, () => {
+        if (socket.writable) writeRawResponse(socket, status, message);
+        else socket.destroy();
+      });
+      return;
+    }
     writeRawResponse(socket, status, message);
   }
 }
@@ -448,6 +524,7 @@ export function sendText(res: http.ServerResponse, status: number, message: stri
     'Cache-Control': 'no-store',
     ...headers,
   });
+  countBytes(res, body.length);
   res.end(body);
 }
 
@@ -458,6 +535,9 @@ function writeRawResponse(socket: Duplex, status: number, message: string, heade
   for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
   socket.end(Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n'), body]));
 }
+
+/** RFC 3986 host [ ":" port ], non-empty host. */
+const AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?$/;
 
 function truncate(s: string, max = 200): string {
   const clean = s.replace(/[\x00-\x1f\x7f]/g, '?');

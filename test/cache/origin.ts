@@ -11,10 +11,30 @@ export const LAST_MODIFIED = 'Mon, 01 Jan 2024 00:00:00 GMT';
  */
 export interface CaseOrigin extends TestOrigin {
   state: Record<string, string | number | boolean>;
+  /**
+   * Makes `path` (/slow, /stampede) hold its answer until the returned release() is called, so a
+   * test can line requests up behind it without depending on timing.
+   */
+  hold(path: string): () => void;
 }
 
 export async function startCaseOrigin(): Promise<CaseOrigin> {
   const state: Record<string, string | number | boolean> = {};
+  const gates = new Map<string, Promise<void>>();
+  const hold = (path: string) => {
+    let release!: () => void;
+    gates.set(path, new Promise<void>((r) => (release = r)));
+    return () => {
+      gates.delete(path);
+      release();
+    };
+  };
+  /** Runs fn once the path's gate (if any) opens, or after ms. */
+  const later = (path: string, ms: number, fn: () => void) => {
+    const gate = gates.get(path);
+    if (gate) void gate.then(fn);
+    else setTimeout(fn, ms);
+  };
   const serve = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://origin');
     const path = url.pathname;
@@ -41,6 +61,16 @@ export async function startCaseOrigin(): Promise<CaseOrigin> {
       case '/etag':
         if (req.headers['if-none-match'] === etag) return send(304, { ETag: etag, 'Cache-Control': 'max-age=0', 'X-Refreshed': 'yes' });
         return send(200, { ETag: etag, 'Cache-Control': 'max-age=0' }, `etag ${version}`);
+      case '/etag-fresh':
+        if (req.headers['if-none-match'] === etag) return send(304, { ETag: etag, 'Cache-Control': 'max-age=60' });
+        return send(200, { ETag: etag, 'Cache-Control': 'max-age=60' }, `etag-fresh ${version}`);
+      case '/stampede':
+        // Stale at once; a (slow) 304 makes it fresh for a minute.
+        if (req.headers['if-none-match'] === etag) {
+          later(path, 200, () => send(304, { ETag: etag, 'Cache-Control': 'max-age=60' }));
+          return;
+        }
+        return send(200, { ETag: etag, 'Cache-Control': 'max-age=0' }, `stampede ${version}`);
       case '/lm': {
         const ims = req.headers['if-modified-since'];
         if (ims && version === 'v1' && Date.parse(ims) >= Date.parse(LAST_MODIFIED)) return send(304, { 'Last-Modified': LAST_MODIFIED, 'Cache-Control': 'max-age=0' });
@@ -56,6 +86,8 @@ export async function startCaseOrigin(): Promise<CaseOrigin> {
       case '/must-revalidate':
         if (req.headers['if-none-match'] === etag) return send(304, { ETag: etag, 'Cache-Control': 'max-age=0, must-revalidate' });
         return send(200, { 'Cache-Control': 'max-age=0, must-revalidate', ETag: etag }, 'must-revalidate body');
+      case '/must-revalidate-fresh':
+        return send(200, { 'Cache-Control': 'max-age=60, must-revalidate' }, 'fresh until it is not');
       case '/private':
         return send(200, { 'Cache-Control': 'private, max-age=60' }, 'private body');
       case '/auth':
@@ -99,7 +131,7 @@ export async function startCaseOrigin(): Promise<CaseOrigin> {
         // Headers now, body after a pause: concurrent clients arrive while it is in flight.
         res.writeHead(200, { 'Cache-Control': 'max-age=60', 'Content-Length': 10 });
         res.write('slow ');
-        setTimeout(() => res.end('body!'), Number(state['/slow#delay'] ?? 300));
+        later(path, 300, () => res.end('body!'));
         return;
       }
       case '/abort': {
@@ -117,6 +149,24 @@ export async function startCaseOrigin(): Promise<CaseOrigin> {
            <body><a href="/about">About</a><img src="img.png"><a href="http://elsewhere.example/x">off-site</a>
            <a href="/about#team">same page again</a></body></html>`,
         );
+      case '/page-slow':
+        return send(200, { 'Cache-Control': 'max-age=60', 'Content-Type': 'text/html' }, '<a href="/slow">slow</a>');
+      case '/page8':
+        return send(
+          200,
+          { 'Cache-Control': 'max-age=60', 'Content-Type': 'text/html' },
+          Array.from({ length: 8 }, (_, i) => `<img src="/slow-asset?i=${i}">`).join('\n'),
+        );
+      case '/slow-asset': {
+        // Tracks how many run at once, for the prefetch concurrency limit.
+        state.inFlight = Number(state.inFlight ?? 0) + 1;
+        state.maxInFlight = Math.max(Number(state.maxInFlight ?? 0), Number(state.inFlight));
+        setTimeout(() => {
+          state.inFlight = Number(state.inFlight) - 1;
+          send(200, { 'Cache-Control': 'max-age=60' }, `asset ${url.search}`);
+        }, 80);
+        return;
+      }
       case '/style.css':
       case '/app.js':
       case '/about':
@@ -136,7 +186,7 @@ export async function startCaseOrigin(): Promise<CaseOrigin> {
     }
   };
   const origin = await startOrigin(serve);
-  return Object.assign(origin, { state });
+  return Object.assign(origin, { state, hold });
 }
 
 /** One origin and one proxy for a test; both closed afterwards. */

@@ -109,6 +109,16 @@ test('must-revalidate: never served stale, even when the origin is down', () =>
     assert.equal(offline.status, 502);
   }));
 
+test('must-revalidate with max-age: fresh hits while fresh (the directive only forbids stale use)', () =>
+  withProxy({}, async (origin, p) => {
+    await viaProxy(p.port, `${origin.url}/must-revalidate-fresh`);
+    const hit = await viaProxy(p.port, `${origin.url}/must-revalidate-fresh`);
+    assert.match(String(hit.headers['cache-status']), /^caching-proxy; hit; ttl=\d+$/);
+    const maxStale = await viaProxy(p.port, `${origin.url}/must-revalidate-fresh`, { headers: { 'cache-control': 'max-stale=600' } });
+    assert.match(String(maxStale.headers['cache-status']), /; hit; /);
+    assert.equal(origin.count('/must-revalidate-fresh'), 1);
+  }));
+
 test('private responses are not stored by the shared cache, but are with policy "private"', async () => {
   await withProxy({}, async (origin, p) => {
     await viaProxy(p.port, `${origin.url}/private`);
@@ -197,6 +207,25 @@ test('client If-None-Match / If-Modified-Since matching a fresh entry -> 304 wit
     assert.equal(older.text, 'lm v1');
     assert.equal(origin.count('/etag'), 1);
     assert.equal(origin.count('/lm'), 1);
+  }));
+
+test('a conditional request on a miss (a browser with its own copy) fills the cache and still gets its 304', () =>
+  withProxy({}, async (origin, p) => {
+    const first = await viaProxy(p.port, `${origin.url}/etag-fresh`, { headers: { 'if-none-match': '"v1"' } });
+    assert.equal(first.status, 304);
+    assert.equal(first.headers['cache-status'], 'caching-proxy; fwd=miss; stored');
+    assert.equal(origin.requests[0].headers['if-none-match'], undefined, 'the full response was fetched');
+    const plain = await viaProxy(p.port, `${origin.url}/etag-fresh`);
+    assert.equal(plain.status, 200);
+    assert.equal(plain.text, 'etag-fresh v1');
+    assert.match(String(plain.headers['cache-status']), /; hit; /);
+    const other = await viaProxy(p.port, `${origin.url}/etag-fresh`, { headers: { 'if-none-match': '"v0"' } });
+    assert.equal(other.status, 200);
+    assert.equal(origin.count('/etag-fresh'), 1);
+    // Not storable: the client's request is answered in full rather than with a guess.
+    const noStore = await viaProxy(p.port, `${origin.url}/no-store`, { headers: { 'if-none-match': '"x"' } });
+    assert.equal(noStore.status, 200);
+    assert.equal(noStore.text, 'no-store body');
   }));
 
 test('client Cache-Control: no-cache and max-age=0 force revalidation of a fresh entry', () =>
@@ -322,4 +351,13 @@ test('404 is cacheable by default; a 302 without freshness is not reused', () =>
     await viaProxy(p.port, `${origin.url}/redirect`);
     await viaProxy(p.port, `${origin.url}/redirect`);
     assert.equal(origin.count('/redirect'), 2);
+  }));
+
+test('a GET carrying a body is never answered from the cache: it goes to the origin, body and all', () =>
+  withProxy({}, async (origin, p) => {
+    await viaProxy(p.port, `${origin.url}/max-age`);
+    const r = await viaProxy(p.port, `${origin.url}/max-age`, { body: 'query-in-body' });
+    assert.equal(r.headers['cache-status'], 'caching-proxy; fwd=bypass; detail=request-body');
+    assert.equal(origin.count('/max-age'), 2);
+    assert.equal(origin.requests[1].body.toString(), 'query-in-body');
   }));

@@ -1,4 +1,5 @@
 import * as http from 'node:http';
+import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { execFile } from 'node:child_process';
 import { resolveConfig, type ConfigInput } from '../../src/core/config';
@@ -95,7 +96,11 @@ export function viaProxy(
       port: proxyPort,
       method: options.method ?? 'GET',
       path: target,
-      headers: { host: new URL(target).host, ...options.headers },
+      headers: {
+        host: new URL(target).host,
+        ...(options.body !== undefined ? { 'content-length': Buffer.byteLength(options.body) } : {}),
+        ...options.headers,
+      },
       agent: options.agent ?? false,
     });
     req.on('response', (res) => {
@@ -138,3 +143,17 @@ export async function waitFor(predicate: () => boolean, what: string, timeoutMs 
     await sleep(10);
   }
 }
+
+/** Sends raw bytes to a port and collects everything until the server closes (or idleMs of silence). */
+export function rawExchange(port: number, data: string | Buffer, idleMs = 1000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let out = '';
+    socket.setTimeout(idleMs, () => socket.end());
+    socket.on('data', (c) => (out += c.toString('latin1')));
+    socket.on('close', () => resolve(out));
+    socket.on('error', reject);
+    socket.write(data);
+  });
+}
+
