@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Profiles our proxy under wrk load and prints the functions with the most self time.
 //
-//   node bench/profile.mjs [hit-1k | hit-100k | nostore | nostore-spread] [seconds] [-- proxy flags]
+//   node bench/profile.mjs [hit-1k | hit-100k | nostore | nostore-spread | hit-entries] [seconds] [-- proxy flags]
+//   (hit-entries: ENTRIES=100000 stored 1 KiB entries, requests spread over all of them)
 //
 // Starts the nginx origin and `node --cpu-prof dist/cli.js` (pinned like the benchmark), warms
 // the cache, runs wrk, stops the proxy (which writes the .cpuprofile), and summarises it.
@@ -10,7 +11,7 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:
 import * as os from 'node:os';
 import { join } from 'node:path';
 import { CLIENT_CPU, CPUS, killAllChildren } from './lib/proc.mjs';
-import { wrk } from './lib/client.mjs';
+import { populate, wrk } from './lib/client.mjs';
 import { startOrigin, startOurs, warmUntilHit } from './lib/systems.mjs';
 
 if (CPUS >= 2 && !process.env.BENCH_RUNNER_PINNED) {
@@ -23,8 +24,9 @@ const seconds = Number(process.argv[3] ?? 10);
 const dashes = process.argv.indexOf('--');
 const proxyFlags = dashes > 0 ? process.argv.slice(dashes + 1) : [];
 // nostore-spread: a different no-store URL each request (no request waits on another for the same URL).
-const paths = { 'hit-1k': '/1k.bin', 'hit-100k': '/100k.bin', nostore: '/nostore.bin', 'nostore-spread': '/nostore.bin?n=' };
-const spread = scenario === 'nostore-spread' ? 1_000_000 : 0;
+const paths = { 'hit-1k': '/1k.bin', 'hit-100k': '/100k.bin', nostore: '/nostore.bin', 'nostore-spread': '/nostore.bin?n=', 'hit-entries': '/1k.bin?entry=' };
+const entries = Number(process.env.ENTRIES ?? 100_000);
+const spread = scenario === 'nostore-spread' ? 1_000_000 : scenario === 'hit-entries' ? entries : 0;
 const path = paths[scenario];
 if (!path) {
   console.error(`unknown scenario ${scenario}; one of ${Object.keys(paths).join(', ')}`);
@@ -37,14 +39,18 @@ const profDir = join(work, 'prof');
 try {
   const origin = await startOrigin(work);
   const ours = await startOurs(work, 'ours', proxyFlags, null, { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] });
-  if (scenario.startsWith('hit') && !(await warmUntilHit(ours, origin, path))) console.error('warning: not served from the cache');
+  if (scenario === 'hit-entries') await populate(ours.port, origin.base + path, entries);
+  else if (scenario.startsWith('hit') && !(await warmUntilHit(ours, origin, path))) console.error('warning: not served from the cache');
   await wrk({ dir: work, name: 'warm', originPort: origin.port, path, proxyPort: ours.port, seconds: 3, spread });
+  // Only samples taken while wrk ran count (V8 stamps samples with the same monotonic clock as hrtime).
+  const fromUs = Number(process.hrtime.bigint() / 1000n);
   const r = await wrk({ dir: work, name: 'run', originPort: origin.port, path, proxyPort: ours.port, seconds, spread });
+  const toUs = Number(process.hrtime.bigint() / 1000n);
   console.log(`${scenario}: ${Math.round(r.reqPerSec)} req/s, p99 ${r.p99Ms.toFixed(2)} ms, ${r.errors} errors`);
   await ours.stop();
   await origin.stop();
   const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
-  summarize(JSON.parse(readFileSync(join(profDir, file), 'utf8')));
+  summarize(JSON.parse(readFileSync(join(profDir, file), 'utf8')), fromUs, toUs);
 } finally {
   killAllChildren();
   if (!process.env.BENCH_KEEP) rmSync(work, { recursive: true, force: true });
@@ -52,11 +58,18 @@ try {
 }
 
 /** Self time per function (and per file), from the profile's samples. */
-function summarize(profile) {
+function summarize(profile, fromUs, toUs) {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const counts = new Map();
-  for (const id of profile.samples) counts.set(id, (counts.get(id) ?? 0) + 1);
-  const total = profile.samples.length;
+  let t = profile.startTime;
+  let total = 0;
+  profile.samples.forEach((id, i) => {
+    t += profile.timeDeltas[i];
+    if (t < fromUs || t > toUs) return;
+    counts.set(id, (counts.get(id) ?? 0) + 1);
+    total++;
+  });
+  if (total === 0) throw new Error('no samples fall within the wrk run (clock mismatch?)');
   const self = new Map();
   const files = new Map();
   for (const [id, n] of counts) {
@@ -83,7 +96,7 @@ function summarize(profile) {
       inclusive.set(key, (inclusive.get(key) ?? 0) + n);
     }
   }
-  console.log(`\n${total} samples; top self time:`);
+  console.log(`\n${total} samples while wrk ran (of ${profile.samples.length}); top self time:`);
   for (const [k, n] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`${pct(n)}  ${k}`);
   console.log('\nour functions, inclusive time:');
   for (const [k, n] of [...inclusive].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`${pct(n)}  ${k}`);

@@ -277,7 +277,7 @@ async function main() {
   report();
 }
 
-function report() {
+function report(write = true) {
   const f = results.figures;
   const out = [];
   const spread = (s) => (Number.isFinite(s?.spreadPct) ? `±${(s.spreadPct / 2).toFixed(0)}%` : '');
@@ -286,7 +286,7 @@ function report() {
   const target = (name, value, goal, pass) => targets.push([name, value, goal, Number.isFinite(pass) ? (pass ? 'met' : 'MISSED') : (pass === true ? 'met' : pass === false ? 'MISSED' : '–')]);
 
   out.push(`Caching Proxy benchmark, ${results.startedAt}; ${results.machine.cpu} (${results.machine.cores} cores), ${results.machine.memGiB} GiB, Linux ${results.machine.kernel}, Node ${results.machine.node}`);
-  out.push(`${ROUNDS} interleaved rounds; medians, ± half the min–max spread; wrk ${results.settings.wrk}; proxy on CPU ${PROXY_CPU}, wrk/curl/origin on CPU ${CLIENT_CPU}\n`);
+  out.push(`${results.settings.rounds} interleaved rounds; medians, ± half the min–max spread; wrk ${results.settings.wrk}; proxy on CPU ${results.settings.proxyCpu}, wrk/curl/origin on CPU ${results.settings.clientCpu}\n`);
 
   if (f.hits) {
     const rows = [];
@@ -297,23 +297,35 @@ function report() {
         const s = h[key];
         if (!s) continue;
         const note = key === 'direct' ? '(nginx, no proxy; one run)' : h.cached[key] === false || s.originRequests > 0 ? `NOT CACHED (${s.originRequests} origin requests)` : '';
-        rows.push([`${object} hit`, name, cell(s.reqPerSec), cell(s.p99Ms, 2), key === 'direct' ? '–' : cell(s.proxyCpuUsPerRequest, 1), key === 'ours' ? '' : fmtRatio(ratio(h.ours?.reqPerSec.median, s.reqPerSec.median)), note]);
+        const perCpu = key === 'ours' || key === 'direct' ? '' : fmtRatio(ratio(s.proxyCpuUsPerRequest.median, h.ours?.proxyCpuUsPerRequest.median));
+        rows.push([`${object} hit`, name, cell(s.reqPerSec), cell(s.p99Ms, 2), key === 'direct' ? '–' : cell(s.proxyCpuUsPerRequest, 1), key === 'ours' ? '' : fmtRatio(ratio(h.ours?.reqPerSec.median, s.reqPerSec.median)), perCpu, note]);
       }
       const vsAts = ratio(h.ours?.reqPerSec.median, h['Traffic Server']?.reqPerSec.median);
       target(`${object} hit req/s vs Traffic Server`, fmtRatio(vsAts), '≥ 1.00×', vsAts >= 1 && h.ours.originRequests === 0);
+      const cpuVsAts = ratio(h['Traffic Server']?.proxyCpuUsPerRequest.median, h.ours?.proxyCpuUsPerRequest.median);
+      target(`  same, by CPU per request (noise-proof)`, fmtRatio(cpuVsAts), '≥ 1.00×', cpuVsAts >= 1 && h.ours.originRequests === 0);
     }
-    out.push('Cache hits');
-    out.push(table(['figure', 'system', 'req/s', 'p99 ms', 'proxy CPU µs/req', 'ours ÷ this', 'note'], rows));
+    out.push('Cache hits ("per CPU": the other\'s proxy CPU per request ÷ ours, which other load on the machine hardly moves)');
+    out.push(table(['figure', 'system', 'req/s', 'p99 ms', 'proxy CPU µs/req', 'ours ÷ this', 'per CPU', 'note'], rows));
     out.push('');
   }
   if (f.passthrough) {
     const p = f.passthrough;
-    const rows = ['direct', 'ours', 'http-proxy'].filter((k) => p[k]).map((k) => [k === 'ours' ? 'caching-proxy' : k, cell(p[k].reqPerSec), cell(p[k].p99Ms, 2), k === 'direct' ? '–' : cell(p[k].proxyCpuUsPerRequest, 1), k === 'ours' ? '' : fmtRatio(ratio(p.ours?.reqPerSec.median, p[k].reqPerSec.median))]);
-    out.push('Uncacheable pass-through (1 KiB, Cache-Control: no-store)');
-    out.push(table(['system', 'req/s', 'p99 ms', 'proxy CPU µs/req', 'ours ÷ this'], rows));
+    const rows = ['direct', 'ours', 'http-proxy'].filter((k) => p[k]).map((k) => [
+      k === 'ours' ? 'caching-proxy' : k,
+      cell(p[k].reqPerSec),
+      cell(p[k].p99Ms, 2),
+      k === 'direct' ? '–' : cell(p[k].proxyCpuUsPerRequest, 1),
+      k === 'ours' ? '' : fmtRatio(ratio(p.ours?.reqPerSec.median, p[k].reqPerSec.median)),
+      k === 'ours' || k === 'direct' ? '' : fmtRatio(ratio(p[k].proxyCpuUsPerRequest.median, p.ours?.proxyCpuUsPerRequest.median)),
+    ]);
+    out.push('Uncacheable pass-through (1 KiB, Cache-Control: no-store, one URL)');
+    out.push(table(['system', 'req/s', 'p99 ms', 'proxy CPU µs/req', 'ours ÷ this', 'per CPU'], rows));
     out.push('');
     const r = ratio(p.ours?.reqPerSec.median, p['http-proxy']?.reqPerSec.median);
     target('no-store pass-through vs http-proxy', fmtRatio(r), '≥ 2.00×', r >= 2);
+    const rc = ratio(p['http-proxy']?.proxyCpuUsPerRequest.median, p.ours?.proxyCpuUsPerRequest.median);
+    target('  same, by CPU per request', fmtRatio(rc), '≥ 2.00×', rc >= 2);
   }
   if (f.large) {
     const l = f.large;
@@ -323,12 +335,12 @@ function report() {
       k === 'direct' ? '–' : fmtRatio(ratio(l.ours?.missMBps.median, l[k].missMBps.median)),
       cell(l[k].hitMBps),
       k === 'direct' || k === 'http-proxy' ? '–' : fmtRatio(ratio(l.ours?.hitMBps.median, l[k].hitMBps.median)),
-      k === 'direct' ? '–' : cell(l[k].missRssGrowthMiB, 1),
-      k === 'direct' || k === 'http-proxy' ? '–' : cell(l[k].hitRssGrowthMiB, 1),
+      k === 'direct' ? '–' : fmt(l[k].missRssGrowthMiB.max, 1),
+      k === 'direct' || k === 'http-proxy' ? '–' : fmt(l[k].hitRssGrowthMiB.max, 1),
       k === 'Squid' ? 'hit from memory' : l[k].hitsFromOrigin > 0 ? `NOT CACHED (${l[k].hitsFromOrigin} origin requests on "hits")` : k === 'direct' ? '(nginx, no proxy; one run)' : '',
     ]);
     out.push('100 MiB transfer (curl); MB/s = 10^6 bytes/s; hits of ours and Traffic Server come from disk (object larger than the memory tier)');
-    out.push(table(['system', 'miss MB/s', 'ours ÷ this', 'hit MB/s', 'ours ÷ this', 'RSS growth miss MiB', 'RSS growth hit MiB', 'note'], rows));
+    out.push(table(['system', 'miss MB/s', 'ours ÷ this', 'hit MB/s', 'ours ÷ this', 'peak RSS growth miss MiB (worst)', 'same, hit', 'note'], rows));
     out.push('');
     const miss = ratio(l.ours?.missMBps.median, l['Traffic Server']?.missMBps.median);
     const hit = ratio(l.ours?.hitMBps.median, l['Traffic Server']?.hitMBps.median);
@@ -371,6 +383,10 @@ function report() {
   results.targets = targets.map(([name, measured, goal, status]) => ({ name, measured, goal, status }));
   const text = out.join('\n');
   results.text = text;
+  if (!write) {
+    console.log(text);
+    return;
+  }
   const dir = join(import.meta.dirname, 'results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `${results.startedAt.replace(/[:.]/g, '-')}.json`);
@@ -416,6 +432,14 @@ function machineInfo() {
     httpProxy: httpProxyVersion,
     loadavgAtStart: os.loadavg()[0],
   };
+}
+
+const reportArg = process.argv.indexOf('--report');
+if (reportArg > 0) {
+  // Re-print the tables of a saved run: node bench/run.mjs --report bench/results/latest.json
+  Object.assign(results, JSON.parse(readFileSync(process.argv[reportArg + 1], 'utf8')));
+  report(false);
+  process.exit(0);
 }
 
 main().catch((err) => {
