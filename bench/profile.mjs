@@ -3,6 +3,7 @@
 //
 //   node bench/profile.mjs [hit-1k | hit-100k | nostore | nostore-spread | hit-entries] [seconds] [-- proxy flags]
 //   (hit-entries: ENTRIES=100000 stored 1 KiB entries, requests spread over all of them)
+//   node bench/profile.mjs [large-miss | large-hit] [transfers]   (100 MiB with curl)
 //
 // Starts the nginx origin and `node --cpu-prof dist/cli.js` (pinned like the benchmark), warms
 // the cache, runs wrk, stops the proxy (which writes the .cpuprofile), and summarises it.
@@ -11,7 +12,7 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:
 import * as os from 'node:os';
 import { join } from 'node:path';
 import { CLIENT_CPU, CPUS, killAllChildren } from './lib/proc.mjs';
-import { populate, wrk } from './lib/client.mjs';
+import { curlTransfer, populate, wrk } from './lib/client.mjs';
 import { startOrigin, startOurs, warmUntilHit } from './lib/systems.mjs';
 
 if (CPUS >= 2 && !process.env.BENCH_RUNNER_PINNED) {
@@ -24,7 +25,8 @@ const seconds = Number(process.argv[3] ?? 10);
 const dashes = process.argv.indexOf('--');
 const proxyFlags = dashes > 0 ? process.argv.slice(dashes + 1) : [];
 // nostore-spread: a different no-store URL each request (no request waits on another for the same URL).
-const paths = { 'hit-1k': '/1k.bin', 'hit-100k': '/100k.bin', nostore: '/nostore.bin', 'nostore-spread': '/nostore.bin?n=', 'hit-entries': '/1k.bin?entry=' };
+const large = scenario === 'large-miss' || scenario === 'large-hit';
+const paths = { 'large-miss': '/100m.bin?miss=', 'large-hit': '/100m.bin?hit=', 'hit-1k': '/1k.bin', 'hit-100k': '/100k.bin', nostore: '/nostore.bin', 'nostore-spread': '/nostore.bin?n=', 'hit-entries': '/1k.bin?entry=' };
 const entries = Number(process.env.ENTRIES ?? 100_000);
 const spread = scenario === 'nostore-spread' ? 1_000_000 : scenario === 'hit-entries' ? entries : 0;
 const path = paths[scenario];
@@ -39,6 +41,23 @@ const profDir = join(work, 'prof');
 try {
   const origin = await startOrigin(work);
   const ours = await startOurs(work, 'ours', proxyFlags, null, { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] });
+  if (large) {
+    // Transfers instead of wrk: misses each fetch a new URL; hits repeat one stored URL (from disk).
+    if (scenario === 'large-hit') await curlTransfer(`${origin.base}${path}0`, ours.port);
+    await new Promise((r) => setTimeout(r, 1000));
+    const fromUs = Number(process.hrtime.bigint() / 1000n);
+    for (let i = 1; i <= seconds; i++) {
+      const r = await curlTransfer(`${origin.base}${path}${scenario === 'large-hit' ? 0 : i}`, ours.port);
+      console.log(`${scenario} ${i}: ${Math.round(r.mbPerSec)} MB/s`);
+    }
+    const toUs = Number(process.hrtime.bigint() / 1000n);
+    await ours.stop();
+    await origin.stop();
+    const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+    summarize(JSON.parse(readFileSync(join(profDir, file), 'utf8')), fromUs, toUs);
+    rmSync(work, { recursive: true, force: true });
+    process.exit(0);
+  }
   if (scenario === 'hit-entries') await populate(ours.port, origin.base + path, entries);
   else if (scenario.startsWith('hit') && !(await warmUntilHit(ours, origin, path))) console.error('warning: not served from the cache');
   await wrk({ dir: work, name: 'warm', originPort: origin.port, path, proxyPort: ours.port, seconds: 3, spread });

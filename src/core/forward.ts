@@ -58,11 +58,22 @@ export function pipeBody(source: IncomingMessage, res: ServerResponse): Promise<
       res.destroy(err);
       reject(err);
     };
+    if (res.destroyed) {
+      // The client left before the body could start (e.g. while coalesced requests kept the
+      // origin request alive): its 'close' has already fired and would never be seen below.
+      fail(new ProxyError(499, 'the client went away before the body', 'ABORTED'));
+      return;
+    }
     source.on('data', (chunk: Buffer) => countBytes(res, chunk.length));
     source.once('aborted', () => fail(new ProxyError(502, 'the origin closed the connection mid-body', 'ECONNRESET')));
     source.once('error', fail);
     res.once('close', () => {
-      if (!res.writableFinished) fail(new ProxyError(499, 'the client went away mid-body', 'ABORTED'));
+      if (done) return;
+      if (!res.writableFinished) return fail(new ProxyError(499, 'the client went away mid-body', 'ABORTED'));
+      // Everything reached the socket, but it broke before 'finish' (Node skips 'finish' on a
+      // socket error), so the end() callback below never runs: settle here or waiters hang.
+      done = true;
+      resolve();
     });
     source.once('end', () => {
       if (source.complete === false) return fail(new ProxyError(502, 'the origin closed the connection mid-body', 'ECONNRESET'));
@@ -77,7 +88,7 @@ export function pipeBody(source: IncomingMessage, res: ServerResponse): Promise<
 
 function finished(res: ServerResponse): Promise<void> {
   return new Promise((resolve) => {
-    if (res.writableFinished) resolve();
+    if (res.writableFinished || res.destroyed) resolve();
     else res.once('close', () => resolve());
   });
 }
