@@ -459,23 +459,12 @@ export class Cache implements HttpCache {
       const running = this.fills.get(key);
       if (plain && running && !waited) {
         // Another request is revalidating this entry (an expiry stampede): wait, then answer from its outcome.
-        running.waiters++;
-        this.emit('coalesced', href, { key });
-        try {
-          await running.promise.catch(() => {});
-        } finally {
-          running.waiters--;
-        }
+        await this.joinFill(running, href, key);
         return this.handle(ex, true);
       }
       if (!plain || running) return this.revalidateAndServe(ex, entry, fwd);
-      const fill: Fill = { promise: RESOLVED, waiters: 0 };
-      fill.promise = this.revalidateAndServe(ex, entry, fwd, fill);
-      this.fills.set(key, fill);
-      void fill.promise.catch(() => {}).then(() => {
-        if (this.fills.get(key) === fill) this.fills.delete(key);
-      });
-      return fill.promise;
+      const current = entry;
+      return this.startFill(key, (fill) => this.revalidateAndServe(ex, current, fwd, fill)).promise;
     }
 
     if (onlyIfCached) return this.gatewayTimeout(ex, 'detail=only-if-cached', `only-if-cached: ${href} is not in the cache`);
@@ -490,13 +479,7 @@ export class Cache implements HttpCache {
     const running = this.fills.get(key);
     if (running) {
       // Someone is already fetching this: wait for it and answer from what it stored.
-      running.waiters++;
-      this.emit('coalesced', href, { key });
-      try {
-        await running.promise.catch(() => {});
-      } finally {
-        running.waiters--;
-      }
+      await this.joinFill(running, href, key);
       const entry = this.index.get(this.keyFor(href, ex.req.headers));
       if (entry && (await this.ensureMeta(entry))) {
         this.hits++;
@@ -506,16 +489,31 @@ export class Cache implements HttpCache {
     }
     this.misses++;
     this.emit('miss', href, { key });
+    const fetch = (fill: Fill) => this.fetchAndAnswer(ex, fwd, null, fill, undefined, !plain);
+    // A fetch is already registered for this key only if the joined one stored nothing: do not replace it.
+    return running ? fetch({ promise: RESOLVED, waiters: 0 }) : this.startFill(key, fetch).promise;
+  }
+
+  /** Registers the fetch under way for a key so concurrent requests join it; it unregisters itself when settled. */
+  private startFill(key: string, run: (fill: Fill) => Promise<void>): Fill {
     const fill: Fill = { promise: RESOLVED, waiters: 0 };
-    const work = this.fetchAndAnswer(ex, fwd, null, fill, undefined, !plain);
-    if (!running) {
-      fill.promise = work;
-      this.fills.set(key, fill);
-      void work.catch(() => {}).then(() => {
-        if (this.fills.get(key) === fill) this.fills.delete(key);
-      });
+    fill.promise = run(fill);
+    this.fills.set(key, fill);
+    void fill.promise.catch(() => {}).then(() => {
+      if (this.fills.get(key) === fill) this.fills.delete(key);
+    });
+    return fill;
+  }
+
+  /** Waits for a fetch already under way; counted, so the fetch is not cancelled while others wait for it. */
+  private async joinFill(running: Fill, href: string, key: string): Promise<void> {
+    running.waiters++;
+    this.emit('coalesced', href, { key });
+    try {
+      await running.promise.catch(() => {});
+    } finally {
+      running.waiters--;
     }
-    return work;
   }
 
   /** Fetches the target for a client (or none: prefetch, background refresh) and stores what may be stored. */
@@ -1053,15 +1051,11 @@ export class Cache implements HttpCache {
   private backgroundRevalidate(entry: Entry): Promise<void> {
     const running = this.fills.get(entry.key);
     if (running) return running.promise;
-    const fill: Fill = { promise: RESOLVED, waiters: 0 };
-    fill.promise = this.refresh(entry, fill).catch((err: unknown) => {
-      this.deps.events.emit({ type: 'notice', level: 'debug', message: `cache: revalidating ${entry.url} failed: ${(err as Error).message}` });
-    });
-    this.fills.set(entry.key, fill);
-    void fill.promise.then(() => {
-      if (this.fills.get(entry.key) === fill) this.fills.delete(entry.key);
-    });
-    return fill.promise;
+    return this.startFill(entry.key, (fill) =>
+      this.refresh(entry, fill).catch((err: unknown) => {
+        this.deps.events.emit({ type: 'notice', level: 'debug', message: `cache: revalidating ${entry.url} failed: ${(err as Error).message}` });
+      }),
+    ).promise;
   }
 
   private async refresh(entry: Entry, fill: Fill): Promise<void> {
@@ -1178,13 +1172,12 @@ export class Cache implements HttpCache {
       const key = 'GET ' + link;
       if (this.keysByUrl.has(link) || this.fills.has(key)) continue;
       this.prefetchRunning++;
-      const fill: Fill = { promise: RESOLVED, waiters: 0 };
-      fill.promise = this.fetchAndAnswer(null, 'miss', null, fill, new URL(link)).catch((err: unknown) => {
-        this.emit('not-stored', link, { reason: `prefetch failed: ${(err as Error).message}` });
-      });
-      this.fills.set(key, fill);
+      const fill = this.startFill(key, (f) =>
+        this.fetchAndAnswer(null, 'miss', null, f, new URL(link)).catch((err: unknown) => {
+          this.emit('not-stored', link, { reason: `prefetch failed: ${(err as Error).message}` });
+        }),
+      );
       void fill.promise.then(() => {
-        if (this.fills.get(key) === fill) this.fills.delete(key);
         this.prefetchRunning--;
         this.pumpPrefetch();
       });
