@@ -108,6 +108,12 @@ export class Cache implements HttpCache {
   private readonly fills = new Map<string, Fill>();
   private readonly pendingWrites = new Set<Promise<unknown>>();
   private admissions = new LRUCache<string, number>({ max: 50_000 });
+  /**
+   * URLs whose last response could not be stored (no-store, private, Set-Cookie, too large...).
+   * Requests for them do not queue behind one another's fetch, which would serialise an
+   * uncacheable API under load (Varnish's "hit-for-miss"); a storable response clears the mark.
+   */
+  private readonly uncacheable = new LRUCache<string, true>({ max: 10_000, ttl: 120_000 });
   private prefetchQueue: string[] = [];
   private prefetchRunning = 0;
   private hits = 0;
@@ -476,7 +482,7 @@ export class Cache implements HttpCache {
   private async miss(ex: Exchange, key: string, fwd: string): Promise<void> {
     const href = ex.url.href;
     const plain = ex.req.headers['if-none-match'] === undefined && ex.req.headers['if-modified-since'] === undefined;
-    const running = this.fills.get(key);
+    const running = this.uncacheable.has(href) ? undefined : this.fills.get(key);
     if (running) {
       // Someone is already fetching this: wait for it and answer from what it stored.
       await this.joinFill(running, href, key);
@@ -490,8 +496,9 @@ export class Cache implements HttpCache {
     this.misses++;
     this.emit('miss', href, { key });
     const fetch = (fill: Fill) => this.fetchAndAnswer(ex, fwd, null, fill, undefined, !plain);
-    // A fetch is already registered for this key only if the joined one stored nothing: do not replace it.
-    return running ? fetch({ promise: RESOLVED, waiters: 0 }) : this.startFill(key, fetch).promise;
+    // Nobody waits on a fetch for an uncacheable URL, nor replaces one already registered.
+    if (running || this.uncacheable.has(href) || this.fills.has(key)) return fetch({ promise: RESOLVED, waiters: 0 });
+    return this.startFill(key, fetch).promise;
   }
 
   /** Registers the fetch under way for a key so concurrent requests join it; it unregisters itself when settled. */
@@ -583,6 +590,8 @@ export class Cache implements HttpCache {
     const fwdParams = plan.fwd === 'miss' || plan.fwd === 'vary-miss' ? `fwd=${plan.fwd}` : `fwd=${plan.fwd}; fwd-status=${status}`;
 
     if (!policy) {
+      // Reasons that belong to the response, not to this moment (admission count, capacity).
+      if (reason !== admission && reason !== 'no-capacity') this.uncacheable.set(plan.href, true);
       if (plan.replacing && status < 500) this.drop(plan.replacing, 'invalidated', `replaced by an unstorable ${status}`);
       this.emit('not-stored', plan.href, { reason: reason ?? 'not-storable', status });
       const cacheStatus = `${fwdParams}; detail=${reason ?? 'not-storable'}`;
@@ -594,6 +603,7 @@ export class Cache implements HttpCache {
       return relayResponse(ex, upstream, ['Cache-Status', `caching-proxy; ${cacheStatus}`]);
     }
 
+    this.uncacheable.delete(plan.href);
     const key = vary ? variantKey(plan.href, vary.filter((v) => v !== '*'), plan.requestHeaders) : 'GET ' + plan.href;
     const stored = prepareStoredHeaders(upstream.rawHeaders, upstream.httpVersion);
     const entryHeaders: Record<string, string> = {};
