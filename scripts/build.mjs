@@ -1,6 +1,6 @@
 // Bundles each entry point into dist/ (CommonJS, Node 20). `vscode` is provided by the editor.
 import { build } from 'esbuild';
-import { chmod } from 'node:fs/promises';
+import { chmod, readFile } from 'node:fs/promises';
 
 const watch = process.argv.includes('--watch');
 const common = {
@@ -11,6 +11,7 @@ const common = {
   sourcemap: true,
   logLevel: 'warning',
   external: ['vscode'],
+  define: { __VERSION__: JSON.stringify(JSON.parse(await readFile('package.json', 'utf8')).version) },
 };
 const entries = [
   { in: 'src/cli.ts', out: 'dist/cli.js', banner: { js: '#!/usr/bin/env node' } },

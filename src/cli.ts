@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, isLoopbackHost, resolveConfig, type ProxyConfig } from './core/config';
 import { EventBus, eventLevel, formatEvent, type LogLevel } from './core/events';
 import { ProxyError } from './core/exchange';
+import { runIpcChild } from './ipc/child';
+import { IPC_ENV } from './ipc/protocol';
 import { RunningProxy } from './proxy';
 
 const HELP = `caching-proxy: a local caching HTTP proxy for developers (RFC 9111)
@@ -197,7 +199,10 @@ async function main(): Promise<void> {
 
 declare const __VERSION__: string | undefined;
 
-if (require.main === module) {
+if (require.main === module && process.env[IPC_ENV] === '1' && process.send) {
+  // Forked by the VS Code extension: config and queries arrive over the IPC channel.
+  runIpcChild();
+} else if (require.main === module) {
   main().catch((err: Error) => {
     process.stderr.write(`caching-proxy: unexpected error: ${err.stack ?? err.message}\n`);
     process.exit(1);

@@ -181,7 +181,8 @@ export function formatEvent(e: ProxyEvent): string {
       const what = e.method && e.url ? `${e.method} ${e.url} ` : '';
       const id = e.id !== undefined ? `#${e.id} ` : '';
       const status = e.status !== undefined ? `${e.status} ` : '';
-      return `${id}${what}${status}${e.message}`;
+      // Error bodies can run to several lines of advice; the log keeps the first.
+      return `${id}${what}${status}${e.message.split('\n', 1)[0]}`;
     }
     case 'tunnel-open':
       return `#${e.id} CONNECT ${e.target} tunnel open`;

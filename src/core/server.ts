@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { ProxyConfig } from './config';
 import type { EventBus } from './events';
 import { ProxyError, type Exchange, type RequestHandler } from './exchange';
-import { bodyBytes, VIA_NAME } from './forward';
+import { bodyBytes, countBytes, VIA_NAME } from './forward';
 import { appendVia, forwardRequestHeaders, requestHasBody, requestHeadProblem } from './headers';
 import type { OriginClient } from './origin';
 import { describeNetworkError } from './origin';
@@ -510,6 +510,7 @@ export function sendText(res: http.ServerResponse, status: number, message: stri
     'Cache-Control': 'no-store',
     ...headers,
   });
+  countBytes(res, body.length);
   res.end(body);
 }
 

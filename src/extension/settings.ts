@@ -1,0 +1,86 @@
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { ConfigError, resolveConfig, type ProxyConfig } from '../core/config';
+
+export const SECTION = 'cachingProxy';
+
+/** Settings a workspace must not choose in an untrusted folder (they could expose or redirect traffic). */
+export const RESTRICTED_KEYS = ['host', 'upstreamProxy'] as const;
+
+export interface ExtensionSettings {
+  config: ProxyConfig;
+  autoStart: boolean;
+  injectEnv: boolean;
+}
+
+/** Maps the core's setting names in error messages to the names a user sees in settings.json. */
+const SETTING_NAMES: Record<string, string> = { timeoutSeconds: 'timeout' };
+
+export class SettingsError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join('\n'));
+    this.name = 'SettingsError';
+  }
+}
+
+type Inspectable = Pick<vscode.WorkspaceConfiguration, 'get' | 'inspect'>;
+
+/**
+ * Reads `cachingProxy.*` into a validated ProxyConfig. In an untrusted workspace the workspace
+ * values of the restricted keys are ignored (user values and defaults still apply).
+ * Throws SettingsError naming each bad setting.
+ */
+export function readSettings(cfg: Inspectable, options: { trusted: boolean; defaultCacheDir: string }): ExtensionSettings {
+  const get = <T>(key: string): T | undefined => {
+    if (!options.trusted && (RESTRICTED_KEYS as readonly string[]).includes(key)) {
+      const i = cfg.inspect<T>(key);
+      return i?.globalValue ?? i?.defaultValue;
+    }
+    return cfg.get<T>(key);
+  };
+  const dir = get<string>('cache.dir');
+  const upstream = get<string>('upstreamProxy');
+  const input = {
+    port: get<number>('port'),
+    host: get<string>('host'),
+    upstreamProxy: upstream === undefined || upstream === '' ? null : upstream,
+    noProxy: get<string[]>('noProxy'),
+    timeoutSeconds: get<number>('timeout'),
+    cache: {
+      policy: get<string>('cache.policy'),
+      dir: typeof dir === 'string' && dir.trim() !== '' ? resolveHome(dir.trim()) : options.defaultCacheDir,
+      ttl: get<number>('cache.ttl'),
+      admitAfter: get<number>('cache.admitAfter'),
+      maxEntries: get<number>('cache.maxEntries'),
+      maxSizeMB: get<number>('cache.maxSizeMB'),
+      maxMemoryMB: get<number>('cache.maxMemoryMB'),
+      maxObjectSizeMB: get<number>('cache.maxObjectSizeMB'),
+      excludeContentTypes: get<string[]>('cache.excludeContentTypes'),
+      serveStaleIfOffline: get<boolean>('cache.serveStaleIfOffline'),
+      prefetchLinks: get<number>('cache.prefetchLinks'),
+    },
+  };
+  let config: ProxyConfig;
+  try {
+    config = resolveConfig(input);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    throw new SettingsError(err.problems.map(renameSetting));
+  }
+  const autoStart = get<unknown>('autoStart');
+  const injectEnv = get<unknown>('terminal.injectEnv');
+  return { config, autoStart: autoStart === true, injectEnv: injectEnv !== false };
+}
+
+function renameSetting(problem: string): string {
+  const m = /^([\w.]+): /.exec(problem);
+  if (!m) return problem;
+  const [section, ...rest] = m[1].split('.');
+  const name = [SETTING_NAMES[section] ?? section, ...rest].join('.');
+  return `${SECTION}.${name}: ${problem.slice(m[0].length)}`.replace(/ Pass --allow-remote.*$/, ' The extension listens on loopback addresses only (127.0.0.1, ::1, localhost).');
+}
+
+function resolveHome(dir: string): string {
+  if (dir === '~' || dir.startsWith('~/')) return path.join(process.env.HOME ?? '', dir.slice(1));
+  return dir;
+}

@@ -1,0 +1,64 @@
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { readSettings } from '../../src/extension/settings';
+import { EXTENSION_ID, getApi, setSetting, settings } from './helpers';
+
+suite('Workspace trust', () => {
+  teardown(async () => {
+    const api = await getApi();
+    await setSetting(api, 'host', undefined, vscode.ConfigurationTarget.Workspace);
+    await setSetting(api, 'upstreamProxy', undefined, vscode.ConfigurationTarget.Workspace);
+  });
+
+  test('host and upstreamProxy are declared restricted for untrusted workspaces', () => {
+    const pkg = vscode.extensions.getExtension(EXTENSION_ID)!.packageJSON as {
+      capabilities: { untrustedWorkspaces: { supported: string | boolean; restrictedConfigurations: string[] } };
+    };
+    assert.equal(pkg.capabilities.untrustedWorkspaces.supported, 'limited');
+    assert.deepEqual(pkg.capabilities.untrustedWorkspaces.restrictedConfigurations.sort(), ['cachingProxy.host', 'cachingProxy.upstreamProxy']);
+  });
+
+  test('workspace values of host and upstreamProxy count only in a trusted workspace', async () => {
+    const api = await getApi();
+    assert.ok(vscode.workspace.workspaceFolders?.length, 'the tests run with a folder open');
+    await setSetting(api, 'host', '127.0.0.2', vscode.ConfigurationTarget.Workspace);
+    await setSetting(api, 'upstreamProxy', 'http://127.0.0.1:9', vscode.ConfigurationTarget.Workspace);
+    await setSetting(api, 'port', 0, vscode.ConfigurationTarget.Workspace);
+
+    const untrusted = readSettings(settings(), { trusted: false, defaultCacheDir: '/tmp/x' });
+    assert.equal(untrusted.config.host, '127.0.0.1', 'workspace host ignored');
+    assert.equal(untrusted.config.upstreamProxy, null, 'workspace upstream proxy ignored');
+    assert.equal(untrusted.config.port, 0, 'unrestricted workspace values still apply');
+
+    if (vscode.workspace.isTrusted) {
+      const trusted = readSettings(settings(), { trusted: true, defaultCacheDir: '/tmp/x' });
+      assert.equal(trusted.config.host, '127.0.0.2');
+      assert.equal(trusted.config.upstreamProxy, 'http://127.0.0.1:9');
+    } else {
+      // restrictedConfigurations in effect: the editor itself hides these workspace values.
+      assert.equal(settings().get('host'), '127.0.0.1');
+      const written = fs.readFileSync(path.join(vscode.workspace.workspaceFolders![0].uri.fsPath, '.vscode', 'settings.json'), 'utf8');
+      assert.match(written, /"cachingProxy\.host": "127\.0\.0\.2"/, 'the workspace value is there, just not used');
+    }
+
+    // What the extension actually runs with depends on this window's trust (the harness runs
+    // this suite twice: trusted, and with workspace trust enabled so the folder is untrusted).
+    if (vscode.workspace.isTrusted) {
+      assert.equal(api.settings()?.config.host, '127.0.0.2');
+      assert.equal(api.settings()?.config.upstreamProxy, 'http://127.0.0.1:9');
+    } else {
+      assert.equal(api.settings()?.config.host, '127.0.0.1');
+      assert.equal(api.settings()?.config.upstreamProxy, null);
+      assert.equal(api.settings()?.config.port, 0);
+      await vscode.commands.executeCommand('cachingProxy.start');
+      try {
+        assert.equal(api.controller.address?.host, '127.0.0.1', 'the proxy listens where the user settings say');
+      } finally {
+        await vscode.commands.executeCommand('cachingProxy.stop');
+      }
+    }
+    await setSetting(api, 'port', undefined, vscode.ConfigurationTarget.Workspace);
+  });
+});
