@@ -68,7 +68,13 @@ test('each origin failure: 502/504 before the head, a broken connection after it
         check(await fetchOutcome(p.port, url));
         assert.equal(origin.hits.get(fault), hitsBefore + 1, `${fault} was asked of the origin again`);
       }
-      assert.ok(!p.proxy.cache.list().some((e) => e.url === url), `${fault} is not in the cache`);
+      if (fault === '/long-length') {
+        // The response itself was complete by its Content-Length: storing it is fine, but only
+        // those 10 bytes, never what the origin sent after them.
+        check(await fetchOutcome(p.port, url));
+      } else {
+        assert.ok(!p.proxy.cache.list().some((e) => e.url === url), `${fault} is not in the cache`);
+      }
       // The pooled origin connection is not poisoned: the next answers are the origin's real ones.
       for (let i = 0; i < 3; i++) {
         const ok = await fetchOutcome(p.port, `${origin.url}/ok/${fault.slice(1)}-${i}`);
