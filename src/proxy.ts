@@ -64,7 +64,7 @@ export class RunningProxy {
       JSON.stringify(prev.auth) !== JSON.stringify(next.auth) || prev.maxHeaderBytes !== next.maxHeaderBytes ||
       prev.idleTimeoutSeconds !== next.idleTimeoutSeconds || prev.headersTimeoutSeconds !== next.headersTimeoutSeconds;
     const originChanged =
-      prev.upstreamProxy !== next.upstreamProxy || prev.timeoutSeconds !== next.timeoutSeconds ||
+      prev.upstreamProxy !== next.upstreamProxy || prev.timeoutSeconds !== next.timeoutSeconds || prev.idleTimeoutSeconds !== next.idleTimeoutSeconds ||
       prev.noProxy.join(',') !== next.noProxy.join(',');
     await this.cache.updateConfig(next.cache);
     const handler = next.cache.policy === 'off' ? this.passThrough : this.cache.handler;

@@ -33,7 +33,7 @@ export function responseHasNoBody(method: string, status: number): boolean {
  */
 export function relayResponse(ex: Exchange, upstream: IncomingMessage, extraHeaders: string[] = []): Promise<void> {
   const { res } = ex;
-  let raw = forwardResponseHeaders(upstream.rawHeaders, ex.req.httpVersion, VIA_NAME);
+  let raw = forwardResponseHeaders(upstream.rawHeaders, upstream.httpVersion, VIA_NAME);
   if (ex.rewriteHeaders) raw = ex.rewriteHeaders(raw);
   if (extraHeaders.length) raw.push(...extraHeaders);
   const status = upstream.statusCode ?? 502;

@@ -26,8 +26,11 @@ export class OriginClient implements Origin {
   private readonly noProxy: NoProxyList;
   private readonly timeoutMs: number;
 
-  constructor(config: Pick<ProxyConfig, 'upstreamProxy' | 'noProxy' | 'timeoutSeconds'>) {
-    const agentOptions = { keepAlive: true, maxSockets: 256, maxFreeSockets: 256, scheduling: 'lifo' as const };
+  constructor(config: Pick<ProxyConfig, 'upstreamProxy' | 'noProxy' | 'timeoutSeconds'> & Partial<Pick<ProxyConfig, 'idleTimeoutSeconds'>>) {
+    // `timeout` also closes pooled connections left idle that long: without it up to 256 idle
+    // connections per origin stayed open for as long as the origin tolerated them.
+    const idleMs = Math.round((config.idleTimeoutSeconds ?? 120) * 1000);
+    const agentOptions = { keepAlive: true, maxSockets: 256, maxFreeSockets: 256, scheduling: 'lifo' as const, timeout: idleMs };
     this.httpAgent = new http.Agent(agentOptions);
     this.httpsAgent = new https.Agent(agentOptions);
     this.upstream = config.upstreamProxy ? new URL(config.upstreamProxy) : null;

@@ -30,11 +30,20 @@ export function readResponses(bytes: Buffer, methods: string[], closed: boolean)
     let next = headEnd + 4;
     let body: Buffer = Buffer.alloc(0);
     const method = methods[responses.length] ?? 'GET';
+    if (status === 101) {
+      // Switched protocols: what follows is tunnel data, not HTTP.
+      responses.push({ status, headers, body: Buffer.alloc(0) });
+      return { responses, garbage: false };
+    }
     if (status >= 100 && status < 200) {
       at = next;
       continue;
     }
     const declared = get('content-length');
+    if (method === 'CONNECT' && status === 200) {
+      responses.push({ status, headers, body: Buffer.alloc(0) });
+      return { responses, garbage: false };
+    }
     if (method === 'HEAD' && closed && declared !== undefined && bytes.length - next === Number(declared) && Number(declared) > 0) {
       // A parse-error answer written before the server knew the method: it carries its body.
       body = bytes.subarray(next);
@@ -83,9 +92,9 @@ export interface RawExchange {
  * Writes `bytes` on a fresh connection and collects responses until `wanted` final responses
  * arrived (then hangs up), the server closes, or `timeoutMs` passes.
  */
-export function rawExchange(port: number, bytes: Buffer, methods: string[], wanted: number, timeoutMs = 3000): Promise<RawExchange> {
+export function rawExchange(port: number, bytes: Buffer, methods: string[], wanted: number, timeoutMs = 3000, host = '127.0.0.1'): Promise<RawExchange> {
   return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
+    const socket = net.connect(port, host);
     const chunks: Buffer[] = [];
     let done = false;
     const finish = (closed: boolean, timedOut: boolean) => {
