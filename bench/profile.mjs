@@ -60,6 +60,12 @@ try {
   }
   if (scenario === 'hit-entries') await populate(ours.port, origin.base + path, entries);
   else if (scenario.startsWith('hit') && !(await warmUntilHit(ours, origin, path))) console.error('warning: not served from the cache');
+  // PRE="/1k.bin:10,/100k.bin:10" runs those loads first (what precedes a phase in the benchmark).
+  for (const step of (process.env.PRE ?? '').split(',').filter(Boolean)) {
+    const [prePath, preSeconds] = step.split(':');
+    await warmUntilHit(ours, origin, prePath);
+    await wrk({ dir: work, name: 'pre', originPort: origin.port, path: prePath, proxyPort: ours.port, seconds: Number(preSeconds) });
+  }
   await wrk({ dir: work, name: 'warm', originPort: origin.port, path, proxyPort: ours.port, seconds: 3, spread });
   // Only samples taken while wrk ran count (V8 stamps samples with the same monotonic clock as hrtime).
   const fromUs = Number(process.hrtime.bigint() / 1000n);
