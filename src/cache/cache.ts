@@ -667,7 +667,8 @@ export class Cache implements HttpCache {
     let chunks: Buffer[] | null = this.memoryShare > 0 ? [] : null;
     let size = 0;
     let tooLarge = false;
-    let clientGone = res === null;
+    // The first client may already have left while others keep this fetch alive for them.
+    let clientGone = res === null || res.destroyed;
     let pausedByClient = false;
     let pausedByFile = false;
     const flow = () => {
@@ -735,8 +736,8 @@ export class Cache implements HttpCache {
       });
       upstream.once('aborted', () => fail(new ProxyError(502, 'the origin closed the connection mid-body', 'ECONNRESET')));
       upstream.once('error', fail);
-      res?.once('close', () => {
-        if (res.writableFinished || settled) return;
+      const onClientClose = () => {
+        if (!res || res.writableFinished || settled) return;
         clientGone = true;
         const needed = (plan.fill?.waiters ?? 0) > 0;
         if (!needed) return fail(new ProxyError(499, 'the client went away mid-body', 'ABORTED'));
@@ -745,7 +746,10 @@ export class Cache implements HttpCache {
           pausedByClient = false;
           flow();
         }
-      });
+      };
+      // 'close' has already fired for a client that left before the body started.
+      if (res?.destroyed) onClientClose();
+      else res?.once('close', onClientClose);
       upstream.once('end', () => {
         if (upstream.complete === false) return fail(new ProxyError(502, 'the origin closed the connection mid-body', 'ECONNRESET'));
         if (settled) return;

@@ -70,7 +70,9 @@ export class BodyWriter {
 
   constructor(tmpDir: string) {
     this.tmpPath = path.join(tmpDir, `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}.tmp`);
-    this.stream = fs.createWriteStream(this.tmpPath, { mode: FILE_MODE, flags: 'wx' });
+    // A 64 KiB network chunk must not report backpressure at once (the default mark is 16 KiB):
+    // that paused the origin after every chunk and left the miss path idle a third of the time.
+    this.stream = fs.createWriteStream(this.tmpPath, { mode: FILE_MODE, flags: 'wx', highWaterMark: 1024 * 1024 });
     this.closed = new Promise((resolve) => this.stream.once('close', () => resolve()));
     this.stream.on('error', (err: NodeJS.ErrnoException) => {
       this.error ??= err;
@@ -246,14 +248,16 @@ export class DiskStore {
       await fsp.unlink(writer.tmpPath).catch(() => {});
       throw err;
     }
-    // The digest was computed from the bytes as they were written.
+    // The digest was computed from the bytes as they were written, so the file is verified as of
+    // its rename. Only a write by someone else within the same clock tick as that rename could
+    // go unnoticed; the first hit of a large entry, just after its miss, is not re-read for it.
     const written = await fsp.stat(this.bodyPath(meta.hash), { bigint: true }).catch(() => null);
-    if (written) this.remember(meta.hash, meta.sha256, written);
+    if (written) this.remember(meta.hash, meta.sha256, written, written.ctimeNs + RACY_WINDOW_NS);
     await this.writeMeta(meta);
   }
 
-  private remember(hash: string, sha256: string, stat: fs.BigIntStats): void {
-    this.verified.set(hash, { sha256, ino: stat.ino, size: stat.size, ctimeNs: stat.ctimeNs, verifiedAtNs: BigInt(Date.now()) * 1_000_000n });
+  private remember(hash: string, sha256: string, stat: fs.BigIntStats, verifiedAtNs = BigInt(Date.now()) * 1_000_000n): void {
+    this.verified.set(hash, { sha256, ino: stat.ino, size: stat.size, ctimeNs: stat.ctimeNs, verifiedAtNs });
   }
 
   private unchangedSinceVerified(hash: string, sha256: string, stat: fs.BigIntStats): boolean {

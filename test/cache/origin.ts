@@ -134,6 +134,14 @@ export async function startCaseOrigin(): Promise<CaseOrigin> {
         later(path, 300, () => res.end('body!'));
         return;
       }
+      case '/held-headers':
+        // Nothing at all until released: a client can leave before the response starts.
+        return later(path, 50, () => {
+          // Chunked, in two writes: the body streams rather than arriving as one last chunk.
+          res.writeHead(200, { 'Cache-Control': 'max-age=60', 'Content-Type': 'text/plain' });
+          res.write('held ');
+          setTimeout(() => res.end('body'), 20);
+        });
       case '/slow-no-store': {
         res.writeHead(200, { 'Cache-Control': 'no-store', 'Content-Length': 10 });
         res.write('slow ');

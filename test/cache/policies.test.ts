@@ -57,6 +57,23 @@ test('coalesced waiters of an unstorable response each fetch for themselves', ()
     assert.equal(origin.count('/no-store'), 3);
   }));
 
+test('a leader that leaves before the response starts does not strand the requests waiting on its fetch', () =>
+  withProxy({}, async (origin, p) => {
+    const release = origin.hold('/held-headers');
+    const leader = http.get({ host: '127.0.0.1', port: p.port, path: `${origin.url}/held-headers` });
+    leader.on('error', () => {});
+    await waitFor(() => origin.count('/held-headers') === 1, 'the leader at the origin');
+    const waiter = viaProxy(p.port, `${origin.url}/held-headers`);
+    await waitFor(() => cacheEvents(p, 'coalesced').length === 1, 'a second request waiting on the leader');
+    leader.destroy();
+    await waitFor(() => p.events.some((e) => e.type === 'response' && e.aborted === true), 'the proxy to see the leader gone');
+    release();
+    const r = await Promise.race([waiter, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the waiter was stranded')), 5000))]);
+    assert.equal(r.text, 'held body');
+    assert.equal(origin.count('/held-headers'), 1);
+    assert.match(String((await viaProxy(p.port, `${origin.url}/held-headers`)).headers['cache-status']), /; hit; /);
+  }));
+
 test('once a URL proved uncacheable, concurrent requests for it go to the origin at once instead of queueing', () =>
   withProxy({}, async (origin, p) => {
     assert.equal((await viaProxy(p.port, `${origin.url}/slow-no-store`)).text, 'slow body!');
