@@ -187,7 +187,7 @@ test('1,000 concurrent keep-alive clients are all served while 20 clients read 1
   const timers: NodeJS.Timeout[] = [];
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1000, maxFreeSockets: 1000 });
   try {
-    proxy = await spawnProxy(['--memory-only', '--log-level', 'error'], { idleTimeoutSeconds: 3, headersTimeoutSeconds: 2 });
+    proxy = await spawnProxy(['--memory-only', '--log-level', 'error'], { idleTimeoutSeconds: 8, headersTimeoutSeconds: 2 });
     const port = proxy.port;
     const baselineFds = openFds(proxy.pid);
 
@@ -243,7 +243,7 @@ test('1,000 concurrent keep-alive clients are all served while 20 clients read 1
     // The proxy closes its side of the stalled downloads once no byte moved for idleTimeoutSeconds:
     // its descriptors return to the baseline even though the slow readers, still reading 1 byte per
     // second out of what the kernel already holds for them, have not seen the end yet.
-    await waitFor(() => openFds(proxy!.pid) <= baselineFds + 10, `proxy fds back near ${baselineFds} (now ${openFds(proxy!.pid)})`, 30_000);
+    await waitFor(() => openFds(proxy!.pid) <= baselineFds + 10, `proxy fds back near ${baselineFds} (now ${openFds(proxy!.pid)})`, 45_000);
     assert.ok(slow.bytes() < 20 * 1024 * 1024, 'the slow readers did not get their whole download');
     assert.ok(proxy.alive());
     slow.stop();
