@@ -108,6 +108,12 @@ export class Cache implements HttpCache {
   private readonly fills = new Map<string, Fill>();
   private readonly pendingWrites = new Set<Promise<unknown>>();
   private admissions = new LRUCache<string, number>({ max: 50_000 });
+  /**
+   * URLs whose last response could not be stored (no-store, private, Set-Cookie, too large...).
+   * Requests for them do not queue behind one another's fetch, which would serialise an
+   * uncacheable API under load (Varnish's "hit-for-miss"); a storable response clears the mark.
+   */
+  private readonly uncacheable = new LRUCache<string, true>({ max: 10_000, ttl: 120_000 });
   private prefetchQueue: string[] = [];
   private prefetchRunning = 0;
   private hits = 0;
@@ -459,23 +465,12 @@ export class Cache implements HttpCache {
       const running = this.fills.get(key);
       if (plain && running && !waited) {
         // Another request is revalidating this entry (an expiry stampede): wait, then answer from its outcome.
-        running.waiters++;
-        this.emit('coalesced', href, { key });
-        try {
-          await running.promise.catch(() => {});
-        } finally {
-          running.waiters--;
-        }
+        await this.joinFill(running, href, key);
         return this.handle(ex, true);
       }
       if (!plain || running) return this.revalidateAndServe(ex, entry, fwd);
-      const fill: Fill = { promise: RESOLVED, waiters: 0 };
-      fill.promise = this.revalidateAndServe(ex, entry, fwd, fill);
-      this.fills.set(key, fill);
-      void fill.promise.catch(() => {}).then(() => {
-        if (this.fills.get(key) === fill) this.fills.delete(key);
-      });
-      return fill.promise;
+      const current = entry;
+      return this.startFill(key, (fill) => this.revalidateAndServe(ex, current, fwd, fill)).promise;
     }
 
     if (onlyIfCached) return this.gatewayTimeout(ex, 'detail=only-if-cached', `only-if-cached: ${href} is not in the cache`);
@@ -487,16 +482,10 @@ export class Cache implements HttpCache {
   private async miss(ex: Exchange, key: string, fwd: string): Promise<void> {
     const href = ex.url.href;
     const plain = ex.req.headers['if-none-match'] === undefined && ex.req.headers['if-modified-since'] === undefined;
-    const running = this.fills.get(key);
+    const running = this.uncacheable.has(href) ? undefined : this.fills.get(key);
     if (running) {
       // Someone is already fetching this: wait for it and answer from what it stored.
-      running.waiters++;
-      this.emit('coalesced', href, { key });
-      try {
-        await running.promise.catch(() => {});
-      } finally {
-        running.waiters--;
-      }
+      await this.joinFill(running, href, key);
       const entry = this.index.get(this.keyFor(href, ex.req.headers));
       if (entry && (await this.ensureMeta(entry))) {
         this.hits++;
@@ -506,16 +495,32 @@ export class Cache implements HttpCache {
     }
     this.misses++;
     this.emit('miss', href, { key });
+    const fetch = (fill: Fill) => this.fetchAndAnswer(ex, fwd, null, fill, undefined, !plain);
+    // Nobody waits on a fetch for an uncacheable URL, nor replaces one already registered.
+    if (running || this.uncacheable.has(href) || this.fills.has(key)) return fetch({ promise: RESOLVED, waiters: 0 });
+    return this.startFill(key, fetch).promise;
+  }
+
+  /** Registers the fetch under way for a key so concurrent requests join it; it unregisters itself when settled. */
+  private startFill(key: string, run: (fill: Fill) => Promise<void>): Fill {
     const fill: Fill = { promise: RESOLVED, waiters: 0 };
-    const work = this.fetchAndAnswer(ex, fwd, null, fill, undefined, !plain);
-    if (!running) {
-      fill.promise = work;
-      this.fills.set(key, fill);
-      void work.catch(() => {}).then(() => {
-        if (this.fills.get(key) === fill) this.fills.delete(key);
-      });
+    fill.promise = run(fill);
+    this.fills.set(key, fill);
+    void fill.promise.catch(() => {}).then(() => {
+      if (this.fills.get(key) === fill) this.fills.delete(key);
+    });
+    return fill;
+  }
+
+  /** Waits for a fetch already under way; counted, so the fetch is not cancelled while others wait for it. */
+  private async joinFill(running: Fill, href: string, key: string): Promise<void> {
+    running.waiters++;
+    this.emit('coalesced', href, { key });
+    try {
+      await running.promise.catch(() => {});
+    } finally {
+      running.waiters--;
     }
-    return work;
   }
 
   /** Fetches the target for a client (or none: prefetch, background refresh) and stores what may be stored. */
@@ -585,6 +590,8 @@ export class Cache implements HttpCache {
     const fwdParams = plan.fwd === 'miss' || plan.fwd === 'vary-miss' ? `fwd=${plan.fwd}` : `fwd=${plan.fwd}; fwd-status=${status}`;
 
     if (!policy) {
+      // Reasons that belong to the response, not to this moment (admission count, capacity).
+      if (reason !== admission && reason !== 'no-capacity') this.uncacheable.set(plan.href, true);
       if (plan.replacing && status < 500) this.drop(plan.replacing, 'invalidated', `replaced by an unstorable ${status}`);
       this.emit('not-stored', plan.href, { reason: reason ?? 'not-storable', status });
       const cacheStatus = `${fwdParams}; detail=${reason ?? 'not-storable'}`;
@@ -596,6 +603,7 @@ export class Cache implements HttpCache {
       return relayResponse(ex, upstream, ['Cache-Status', `caching-proxy; ${cacheStatus}`]);
     }
 
+    this.uncacheable.delete(plan.href);
     const key = vary ? variantKey(plan.href, vary.filter((v) => v !== '*'), plan.requestHeaders) : 'GET ' + plan.href;
     const stored = prepareStoredHeaders(upstream.rawHeaders, upstream.httpVersion);
     const entryHeaders: Record<string, string> = {};
@@ -1053,15 +1061,11 @@ export class Cache implements HttpCache {
   private backgroundRevalidate(entry: Entry): Promise<void> {
     const running = this.fills.get(entry.key);
     if (running) return running.promise;
-    const fill: Fill = { promise: RESOLVED, waiters: 0 };
-    fill.promise = this.refresh(entry, fill).catch((err: unknown) => {
-      this.deps.events.emit({ type: 'notice', level: 'debug', message: `cache: revalidating ${entry.url} failed: ${(err as Error).message}` });
-    });
-    this.fills.set(entry.key, fill);
-    void fill.promise.then(() => {
-      if (this.fills.get(entry.key) === fill) this.fills.delete(entry.key);
-    });
-    return fill.promise;
+    return this.startFill(entry.key, (fill) =>
+      this.refresh(entry, fill).catch((err: unknown) => {
+        this.deps.events.emit({ type: 'notice', level: 'debug', message: `cache: revalidating ${entry.url} failed: ${(err as Error).message}` });
+      }),
+    ).promise;
   }
 
   private async refresh(entry: Entry, fill: Fill): Promise<void> {
@@ -1178,13 +1182,12 @@ export class Cache implements HttpCache {
       const key = 'GET ' + link;
       if (this.keysByUrl.has(link) || this.fills.has(key)) continue;
       this.prefetchRunning++;
-      const fill: Fill = { promise: RESOLVED, waiters: 0 };
-      fill.promise = this.fetchAndAnswer(null, 'miss', null, fill, new URL(link)).catch((err: unknown) => {
-        this.emit('not-stored', link, { reason: `prefetch failed: ${(err as Error).message}` });
-      });
-      this.fills.set(key, fill);
+      const fill = this.startFill(key, (f) =>
+        this.fetchAndAnswer(null, 'miss', null, f, new URL(link)).catch((err: unknown) => {
+          this.emit('not-stored', link, { reason: `prefetch failed: ${(err as Error).message}` });
+        }),
+      );
       void fill.promise.then(() => {
-        if (this.fills.get(key) === fill) this.fills.delete(key);
         this.prefetchRunning--;
         this.pumpPrefetch();
       });

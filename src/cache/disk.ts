@@ -5,6 +5,16 @@ import * as path from 'node:path';
 import type CachePolicy from 'http-cache-semantics';
 
 /** What list() and the LRU need of an entry without touching its files: kept in the one index. */
+interface VerifiedFile {
+  sha256: string;
+  ino: bigint;
+  size: bigint;
+  ctimeNs: bigint;
+  verifiedAtNs: bigint;
+}
+
+const RACY_WINDOW_NS = 1_000_000_000n;
+
 export interface IndexRecord {
   key: string;
   /** sha256 of the key: the entry's file names. */
@@ -117,6 +127,13 @@ export class DiskStore {
   readonly tmpDir: string;
   /** Bucket directories known to exist: a miss costs a rename and a write, not also a mkdir. */
   private readonly buckets = new Set<string>();
+  /**
+   * Body files whose digest matched, with their identity at that moment. Any write to a file
+   * (a bit flip, a truncation, a replacement) changes its inode or ctime, which no user process
+   * can set back, so an unchanged identity means an unchanged body: a large hit is streamed
+   * without reading it through first.
+   */
+  private readonly verified = new Map<string, VerifiedFile>();
 
   private constructor(readonly dir: string) {
     this.entriesDir = path.join(dir, 'entries');
@@ -229,7 +246,28 @@ export class DiskStore {
       await fsp.unlink(writer.tmpPath).catch(() => {});
       throw err;
     }
+    // The digest was computed from the bytes as they were written.
+    const written = await fsp.stat(this.bodyPath(meta.hash), { bigint: true }).catch(() => null);
+    if (written) this.remember(meta.hash, meta.sha256, written);
     await this.writeMeta(meta);
+  }
+
+  private remember(hash: string, sha256: string, stat: fs.BigIntStats): void {
+    this.verified.set(hash, { sha256, ino: stat.ino, size: stat.size, ctimeNs: stat.ctimeNs, verifiedAtNs: BigInt(Date.now()) * 1_000_000n });
+  }
+
+  private unchangedSinceVerified(hash: string, sha256: string, stat: fs.BigIntStats): boolean {
+    const known = this.verified.get(hash);
+    return (
+      known !== undefined &&
+      known.sha256 === sha256 &&
+      known.ino === stat.ino &&
+      known.size === stat.size &&
+      known.ctimeNs === stat.ctimeNs &&
+      // File times tick coarsely: a write in the same tick as the last change would keep the
+      // ctime. Trust it only when verified well after that change (git's "racy clean" rule).
+      known.ctimeNs + RACY_WINDOW_NS <= known.verifiedAtNs
+    );
   }
 
   async writeMeta(meta: EntryMeta): Promise<void> {
@@ -265,8 +303,9 @@ export class DiskStore {
   }
 
   /**
-   * Opens a body too large for memory and checks its digest by reading it through once, so a
-   * damaged file is never sent; the caller streams the returned handle from the start.
+   * Opens a body too large for memory, checking its digest by reading it through once unless
+   * the file is unchanged since it was last verified, so a damaged file is never sent; the
+   * caller streams the returned handle from the start.
    */
   async openVerified(hash: string, sha256: string, size: number): Promise<fsp.FileHandle> {
     let handle: fsp.FileHandle;
@@ -276,8 +315,9 @@ export class DiskStore {
       throw new CorruptEntryError(`body unreadable (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
     }
     try {
-      const stat = await handle.stat();
-      if (stat.size !== size) throw new CorruptEntryError(`body is ${stat.size} bytes, expected ${size}`);
+      const stat = await handle.stat({ bigint: true });
+      if (stat.size !== BigInt(size)) throw new CorruptEntryError(`body is ${stat.size} bytes, expected ${size}`);
+      if (this.unchangedSinceVerified(hash, sha256, stat)) return handle;
       const digest = createHash('sha256');
       const buf = Buffer.allocUnsafe(1024 * 1024);
       let pos = 0;
@@ -288,6 +328,7 @@ export class DiskStore {
         pos += bytesRead;
       }
       if (digest.digest('hex') !== sha256) throw new CorruptEntryError('body digest mismatch');
+      this.remember(hash, sha256, stat);
       return handle;
     } catch (err) {
       await handle.close().catch(() => {});
@@ -297,6 +338,7 @@ export class DiskStore {
 
   /** Metadata first: without it the body is an orphan nobody serves. */
   async remove(hash: string): Promise<void> {
+    this.verified.delete(hash);
     await fsp.unlink(this.metaPath(hash)).catch(() => {});
     await fsp.unlink(this.bodyPath(hash)).catch(() => {});
   }

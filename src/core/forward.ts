@@ -5,11 +5,21 @@ import { forwardResponseHeaders, requestHasBody } from './headers';
 /** Our name in Via headers (RFC 9110 §7.6.3 received-by pseudonym). */
 export const VIA_NAME = 'caching-proxy';
 
-/** What a handler writes is counted here so the log can say how much was sent. */
-export const bodyBytes = new WeakMap<ServerResponse, number>();
+/**
+ * What a handler writes is counted on the response itself so the log can say how much was
+ * sent. A symbol-keyed property, not a WeakMap: this runs for every chunk of every response,
+ * and a WeakMap lookup costs a hash of the object each time.
+ */
+const BODY_BYTES = Symbol('caching-proxy.bodyBytes');
+type CountedResponse = ServerResponse & { [BODY_BYTES]?: number };
 
 export function countBytes(res: ServerResponse, n: number): void {
-  bodyBytes.set(res, (bodyBytes.get(res) ?? 0) + n);
+  (res as CountedResponse)[BODY_BYTES] = ((res as CountedResponse)[BODY_BYTES] ?? 0) + n;
+}
+
+/** Body bytes counted so far for a response. */
+export function bodyBytes(res: ServerResponse): number {
+  return (res as CountedResponse)[BODY_BYTES] ?? 0;
 }
 
 /** Responses to these carry no body whatever their headers say. */
@@ -23,7 +33,7 @@ export function responseHasNoBody(method: string, status: number): boolean {
  */
 export function relayResponse(ex: Exchange, upstream: IncomingMessage, extraHeaders: string[] = []): Promise<void> {
   const { res } = ex;
-  let raw = forwardResponseHeaders(upstream.rawHeaders, ex.req.httpVersion, VIA_NAME);
+  let raw = forwardResponseHeaders(upstream.rawHeaders, upstream.httpVersion, VIA_NAME);
   if (ex.rewriteHeaders) raw = ex.rewriteHeaders(raw);
   if (extraHeaders.length) raw.push(...extraHeaders);
   const status = upstream.statusCode ?? 502;

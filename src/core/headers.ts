@@ -118,7 +118,8 @@ export function requestHeadProblem(
   let size = (req.method ?? '').length + (req.url ?? '').length + 12;
   let hosts = 0;
   let hostValue = '';
-  const seen = new Set<string>();
+  // Allocated only when needed: this runs for every request.
+  let seen: Set<string> | null = null;
   const codings: string[] = [];
   let transferEncodingLines = 0;
   for (let i = 0; i < req.rawHeaders.length; i += 2) {
@@ -132,6 +133,7 @@ export function requestHeadProblem(
       transferEncodingLines++;
       codings.push(...value.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean));
     } else if (SINGLE_VALUED.has(name)) {
+      seen ??= new Set<string>();
       if (seen.has(name)) {
         return { status: 400, message: `Bad request: the ${req.rawHeaders[i]} header appears more than once; send it once.` };
       }

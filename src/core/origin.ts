@@ -91,11 +91,19 @@ export class OriginClient implements Origin {
     }
     options.method = request.method;
     options.headers = headers;
-    options.signal = request.signal;
     const target = route.proxy ? `${url.host} via upstream proxy ${route.proxy.host}` : url.host;
+    const signal = request.signal;
+    if (signal?.aborted) return Promise.reject(describeNetworkError(new Error('aborted'), target, signal));
 
     return new Promise((resolve, reject) => {
       const req = client.request(options);
+      // The abort signal is wired by hand rather than through the `signal` option: Node's version
+      // also attaches end-of-stream tracking (half a dozen listeners) to every request.
+      if (signal) {
+        const onAbort = () => req.destroy(Object.assign(new Error('The operation was aborted'), { name: 'AbortError', code: 'ABORT_ERR' }));
+        signal.addEventListener('abort', onAbort, { once: true });
+        req.once('close', () => signal.removeEventListener('abort', onAbort));
+      }
       let settled = false;
       req.setTimeout(this.timeoutMs, () => {
         if (!settled) {

@@ -19,6 +19,31 @@ export interface ListenAddress {
   url: string;
 }
 
+/**
+ * What the server keeps per client connection. It lives on the socket under a symbol and is
+ * reached from each response the same way: several WeakMap lookups per request cost more
+ * than the rest of a cache hit's bookkeeping together.
+ */
+interface Connection {
+  /** Responses still owed, and the parse-error answer waiting for them (it must not overtake them). */
+  owed: number;
+  afterOwed: (() => void) | null;
+  /** The latest request read: a parse error before it is complete is an error in its body. */
+  reading: http.IncomingMessage | null;
+  /** It sent a malformed request: requests Node already parsed after it are not forwarded. */
+  distrusted: boolean;
+}
+const CONNECTION = Symbol('caching-proxy.connection');
+const EXCHANGE = Symbol('caching-proxy.exchange');
+type TrackedSocket = Duplex & { [CONNECTION]?: Connection };
+type TrackedResponse = http.ServerResponse & { [EXCHANGE]?: ExchangeImpl; [CONNECTION]?: Connection };
+
+function connectionOf(socket: Duplex): Connection {
+  return ((socket as TrackedSocket)[CONNECTION] ??= { owed: 0, afterOwed: null, reading: null, distrusted: false });
+}
+/** Request ids run on across rebinds (a port change makes a new server), so log lines never repeat an id. */
+let nextExchangeId = 1;
+
 class ExchangeImpl implements Exchange {
   cacheOutcome?: string;
   private headersCache: http.OutgoingHttpHeaders | null = null;
@@ -48,19 +73,12 @@ class ExchangeImpl implements Exchange {
 export class ProxyServer {
   private readonly server: http.Server;
   private handler: RequestHandler;
-  private nextId = 1;
   private address: ListenAddress | null = null;
   private readonly localAddresses = new Set<string>();
   private readonly tunnels = new Set<Duplex>();
   private readonly inFlight = new Set<http.ServerResponse>();
   private readonly expectedAuth: Buffer | null;
-  /** Connections that sent a malformed request: requests Node already parsed after it are not forwarded. */
-  private readonly distrusted = new WeakSet<object>();
-  /** Responses still owed per connection, and the parse-error answer waiting for them (it must not overtake them). */
-  private readonly owed = new WeakMap<object, number>();
-  private readonly afterOwed = new WeakMap<object, () => void>();
-  /** The latest request read on each connection: a parse error before it is complete is an error in its body. */
-  private readonly reading = new WeakMap<object, http.IncomingMessage>();
+  private readonly onResponseClose: (this: http.ServerResponse) => void;
   /** Our Via received-by token: a per-instance suffix tells our own requests coming back (loops) from chained instances. */
   readonly viaName = `${VIA_NAME}-${randomBytes(3).toString('hex')}`;
 
@@ -71,6 +89,10 @@ export class ProxyServer {
     handler: RequestHandler,
   ) {
     this.handler = handler;
+    const server = this;
+    this.onResponseClose = function (this: http.ServerResponse) {
+      server.responseClosed(this);
+    };
     this.expectedAuth = config.auth ? Buffer.from(`Basic ${Buffer.from(`${config.auth.username}:${config.auth.password}`).toString('base64')}`) : null;
     const idleMs = Math.round(config.idleTimeoutSeconds * 1000);
     const headersMs = Math.round(config.headersTimeoutSeconds * 1000);
@@ -182,18 +204,16 @@ export class ProxyServer {
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const id = this.nextId++;
+    const id = nextExchangeId++;
     const startedAt = performance.now();
     const method = req.method ?? 'GET';
-    const socket = req.socket;
-    this.reading.set(socket, req);
-    this.owed.set(socket, (this.owed.get(socket) ?? 0) + 1);
-    res.once('close', () => {
-      const left = (this.owed.get(socket) ?? 1) - 1;
-      this.owed.set(socket, left);
-      if (left === 0) this.afterOwed.get(socket)?.();
-    });
-    if (this.distrusted.has(req.socket)) {
+    const conn = connectionOf(req.socket);
+    conn.reading = req;
+    conn.owed++;
+    // One shared listener finds the connection (and later the exchange) on the response: no closure or once-wrapper per request.
+    (res as TrackedResponse)[CONNECTION] = conn;
+    res.on('close', this.onResponseClose);
+    if (conn.distrusted) {
       // Pipelined behind a malformed request: its framing cannot be trusted. The connection closes after the error.
       req.resume();
       return;
@@ -260,24 +280,34 @@ export class ProxyServer {
   }
 
   private track(ex: ExchangeImpl): void {
-    const { res } = ex;
+    const res = ex.res as TrackedResponse;
     this.inFlight.add(res);
-    const active = this.events.active;
-    if (active) this.events.emit({ type: 'request', id: ex.id, method: ex.method, url: ex.url.href, httpVersion: ex.req.httpVersion });
-    res.once('close', () => {
-      this.inFlight.delete(res);
-      if (!this.events.active) return;
-      this.events.emit({
-        type: 'response',
-        id: ex.id,
-        method: ex.method,
-        url: ex.url.href,
-        status: res.statusCode,
-        bytes: bodyBytes.get(res) ?? 0,
-        durationMs: performance.now() - ex.startedAt,
-        cache: ex.cacheOutcome,
-        aborted: res.writableFinished ? undefined : true,
-      });
+    if (this.events.active) this.events.emit({ type: 'request', id: ex.id, method: ex.method, url: ex.url.href, httpVersion: ex.req.httpVersion });
+    res[EXCHANGE] = ex;
+  }
+
+  private responseClosed(res: TrackedResponse): void {
+    const conn = res[CONNECTION];
+    if (conn) {
+      res[CONNECTION] = undefined;
+      conn.owed = Math.max(0, conn.owed - 1);
+      if (conn.owed === 0 && conn.afterOwed) conn.afterOwed();
+    }
+    const ex = res[EXCHANGE];
+    if (!ex) return;
+    res[EXCHANGE] = undefined;
+    this.inFlight.delete(res);
+    if (!this.events.active) return;
+    this.events.emit({
+      type: 'response',
+      id: ex.id,
+      method: ex.method,
+      url: ex.url.href,
+      status: res.statusCode,
+      bytes: bodyBytes(res),
+      durationMs: performance.now() - ex.startedAt,
+      cache: ex.cacheOutcome,
+      aborted: res.writableFinished ? undefined : true,
     });
   }
 
@@ -298,7 +328,7 @@ export class ProxyServer {
 
   /** A malformed request: answer, close the connection, and forward nothing else from it. */
   private rejectAndClose(req: http.IncomingMessage, res: http.ServerResponse, id: number, method: string, status: number, message: string): void {
-    this.distrusted.add(req.socket);
+    connectionOf(req.socket).distrusted = true;
     this.reject(res, id, method, req.url ?? '', status, message, { Connection: 'close' });
   }
 
@@ -308,7 +338,7 @@ export class ProxyServer {
   }
 
   private onConnect(req: http.IncomingMessage, clientSocket: Duplex, head: Buffer): void {
-    const id = this.nextId++;
+    const id = nextExchangeId++;
     const target = req.url ?? '';
     const refuse = (status: number, message: string, headers: Record<string, string> = {}) => {
       this.events.emit({ type: 'error', id, method: 'CONNECT', url: target, status, message });
@@ -394,7 +424,7 @@ export class ProxyServer {
 
   /** WebSocket and other Upgrade requests: forwarded as a request, then both sockets spliced. */
   private onUpgrade(req: http.IncomingMessage, clientSocket: Duplex, head: Buffer): void {
-    const id = this.nextId++;
+    const id = nextExchangeId++;
     const method = req.method ?? 'GET';
     const refuse = (status: number, message: string, headers: Record<string, string> = {}) => {
       this.events.emit({ type: 'error', id, method, url: req.url ?? '', status, message });
@@ -479,22 +509,23 @@ export class ProxyServer {
       message = 'Request timeout: the request head did not arrive in time.';
     }
     this.events.emit({ type: 'error', status, code: err.code, message });
-    const current = this.reading.get(socket);
+    const conn = connectionOf(socket);
+    const current = conn.reading;
     if (current && !current.complete && !current.destroyed) {
       // The body of a request being forwarded is malformed. Whoever reads it (the upstream upload)
       // gets the error and aborts, so the origin sees an incomplete request, never a complete wrong
       // one; the handler then answers 400 if it still can. Destroying the request instead would
       // take the socket, and that answer, with it.
       if (current.listenerCount('error') > 0) current.emit('error', new ProxyError(status, message, err.code));
-      this.afterOwed.set(socket, () => socket.end());
+      conn.afterOwed = () => socket.end();
       return;
     }
-    if ((this.owed.get(socket) ?? 0) > 0) {
+    if (conn.owed > 0) {
       // Earlier pipelined requests are still being answered: written now, this error would read as their response.
-      this.afterOwed.set(socket, () => {
+      conn.afterOwed = () => {
         if (socket.writable) writeRawResponse(socket, status, message);
         else socket.destroy();
-      });
+      };
       return;
     }
     writeRawResponse(socket, status, message);

@@ -153,6 +153,25 @@ test('a damaged large body (streamed from disk) is checked before it is sent', (
     assert.equal(cacheEvents(p, 'corrupt')[0].reason, 'body digest mismatch');
   }));
 
+test('a large body trusted after verification is still re-checked once the file changes', () =>
+  withDisk({ maxMemoryMB: 1 }, async (origin, start) => {
+    const p = await start();
+    const size = 2_000_000;
+    const url = `${origin.url}/big?size=${size}`;
+    await viaProxy(p.port, url);
+    // Past the racy window, a verified hit marks the file as unchanged-since-verified.
+    await new Promise((r) => setTimeout(r, 1100));
+    for (let i = 0; i < 2; i++) assert.match(String((await viaProxy(p.port, url)).headers['cache-status']), /; hit; /);
+    const [file] = bodyFiles(p.proxy.config.cache.dir!);
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, Buffer.from('X'), 0, 1, 10);
+    fs.closeSync(fd);
+    const r = await viaProxy(p.port, url);
+    assert.ok(r.body.equals(Buffer.alloc(size, 'v1')), 'the refetched body, not the damaged one');
+    assert.equal(origin.count(`/big?size=${size}`), 2);
+    assert.equal(cacheEvents(p, 'corrupt')[0].reason, 'body digest mismatch');
+  }));
+
 test('corrupt metadata is dropped and refetched', () =>
   withDisk({}, async (origin, start, dir) => {
     let p = await start();

@@ -134,6 +134,12 @@ export async function startCaseOrigin(): Promise<CaseOrigin> {
         later(path, 300, () => res.end('body!'));
         return;
       }
+      case '/slow-no-store': {
+        res.writeHead(200, { 'Cache-Control': 'no-store', 'Content-Length': 10 });
+        res.write('slow ');
+        later(path, 50, () => res.end('body!'));
+        return;
+      }
       case '/abort': {
         res.writeHead(200, { 'Cache-Control': 'max-age=60', 'Content-Length': 100 });
         res.write('only part of the body');

@@ -57,6 +57,18 @@ test('coalesced waiters of an unstorable response each fetch for themselves', ()
     assert.equal(origin.count('/no-store'), 3);
   }));
 
+test('once a URL proved uncacheable, concurrent requests for it go to the origin at once instead of queueing', () =>
+  withProxy({}, async (origin, p) => {
+    assert.equal((await viaProxy(p.port, `${origin.url}/slow-no-store`)).text, 'slow body!');
+    const release = origin.hold('/slow-no-store');
+    const pending = Promise.all(Array.from({ length: 3 }, () => viaProxy(p.port, `${origin.url}/slow-no-store`)));
+    // With the origin holding every answer, all three can only be there if none waits for another.
+    await waitFor(() => origin.count('/slow-no-store') === 4, 'all three requests at the origin together');
+    release();
+    for (const r of await pending) assert.equal(r.text, 'slow body!');
+    assert.equal(cacheEvents(p, 'coalesced').length, 0);
+  }));
+
 test('policy "always": stores successful GETs for ttl whatever the headers say', () =>
   withProxy({ cache: { policy: 'always', ttl: 30 } }, async (origin, p) => {
     for (const path of ['/no-store', '/private', '/cookie', '/stale']) {

@@ -8,6 +8,8 @@ import type { AddressInfo } from 'node:net';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
+/** Growth that still proves a body is streamed, not held: an eighth of it. */
+const FLAT = 128 * MiB;
 
 /** A readable producing `total` bytes of a repeating pattern, 64 KiB at a time, without holding them. */
 function patternStream(total: number): Readable {
@@ -66,7 +68,8 @@ describe('streaming through the real CLI process', () => {
     });
     assert.equal(received, GiB);
     const growth = peakRss(proxy.child.pid!) - before;
-    assert.ok(growth < 64 * MiB, `proxy peak RSS grew by ${(growth / MiB).toFixed(1)} MiB`);
+    // Buffering would grow by ~1 GiB; garbage collection lags on a loaded machine, so allow 128 MiB.
+    assert.ok(growth < FLAT, `proxy peak RSS grew by ${(growth / MiB).toFixed(1)} MiB`);
   });
 
   test('a 1 GiB upload passes through with flat proxy memory', async () => {
@@ -83,7 +86,7 @@ describe('streaming through the real CLI process', () => {
     });
     assert.equal(answer, String(GiB));
     const growth = peakRss(proxy.child.pid!) - before;
-    assert.ok(growth < 64 * MiB, `proxy peak RSS grew by ${(growth / MiB).toFixed(1)} MiB`);
+    assert.ok(growth < FLAT, `proxy peak RSS grew by ${(growth / MiB).toFixed(1)} MiB`);
   });
 });
 

@@ -2,6 +2,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as vscode from 'vscode';
 import type { CachingProxyApi } from '../../src/extension/extension';
+export { portAccepts } from '../helpers/ports';
 
 export const EXTENSION_ID = 'caching-proxy.caching-proxy';
 
@@ -95,16 +96,6 @@ export async function occupyPort(): Promise<{ port: number; close(): Promise<voi
   return { port: (s.address() as net.AddressInfo).port, close: () => new Promise<void>((r) => s.close(() => r())) };
 }
 
-export function portAccepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
 
 export function alive(pid: number): boolean {
   try {

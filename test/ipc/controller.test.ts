@@ -7,6 +7,7 @@ import { resolveConfig } from '../../src/core/config';
 import type { ProxyEvent } from '../../src/core/events';
 import { ProxyController, ProxyStartError } from '../../src/extension/proxyController';
 import { startOrigin, viaProxy, waitFor } from '../helpers/net';
+import { portAccepts } from '../helpers/ports';
 
 // The real bundled entry the extension forks (npm test builds it first).
 const ENTRY = path.resolve(__dirname, '../../../dist/cli.js');
@@ -21,16 +22,6 @@ function alive(pid: number): boolean {
   }
 }
 
-function portAccepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
 
 test('the forked proxy serves, streams events in batches, answers queries and stops without leftovers', async () => {
   const origin = await startOrigin((_req, res) => res.end('hello'));

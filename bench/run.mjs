@@ -1,0 +1,448 @@
+#!/usr/bin/env node
+// The benchmark of issue 5: our proxy against Traffic Server, Squid and http-proxy, side by
+// side in one run, on loopback. See docs/BENCHMARKS.md for what each figure means.
+//
+//   npm run bench                       (installs peers, builds, runs everything: < 10 minutes)
+//   BENCH_SECONDS=3 BENCH_ROUNDS=1 node bench/run.mjs   (a quick look while debugging)
+//   BENCH_ONLY=hits,passthrough,large,entries,startup    (a subset)
+import { spawnSync, execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import { join, resolve } from 'node:path';
+import { CLIENT_CPU, CPUS, PROXY_CPU, busyShare, cpuSeconds, cpuTimes, killAllChildren, memory, resetPeakRss, sleep } from './lib/proc.mjs';
+import { curlTransfer, get, populate, wrk } from './lib/client.mjs';
+import { startHttpProxy, startOrigin, startOurs, startSquid, startTrafficServer, warmUntilHit } from './lib/systems.mjs';
+import { fmt, fmtRatio, ratio, summarize, table } from './lib/stats.mjs';
+
+const REPO = resolve(import.meta.dirname, '..');
+
+// This runner (and the clients it spawns) belongs on the client CPU, away from the proxy under test.
+if (CPUS >= 2 && !process.env.BENCH_RUNNER_PINNED) {
+  const r = spawnSync('taskset', ['-c', CLIENT_CPU, process.execPath, ...process.argv.slice(1)], {
+    stdio: 'inherit',
+    env: { ...process.env, BENCH_RUNNER_PINNED: '1' },
+  });
+  process.exit(r.status ?? 1);
+}
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const WARM_SECONDS = Math.min(3, SECONDS);
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'hits,passthrough,large,entries,startup').split(','));
+const ENTRIES_SMALL = 100;
+const ENTRIES_LARGE = Number(process.env.BENCH_ENTRIES ?? 100_000);
+const STARTUP_ENTRIES = Number(process.env.BENCH_STARTUP_ENTRIES ?? 10_000);
+const MiB = 1024 * 1024;
+
+const t0 = performance.now();
+const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(0)}s`;
+const log = (msg) => process.stderr.write(`[bench ${elapsed()}] ${msg}\n`);
+
+for (const bin of ['nginx', 'squid', 'traffic_server', 'wrk', 'taskset', 'curl']) {
+  if (spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0) {
+    console.error(`bench: ${bin} is not installed; run bash bench/install.sh (npm run bench does)`);
+    process.exit(2);
+  }
+}
+if (!existsSync(join(REPO, 'dist', 'cli.js'))) {
+  console.error('bench: dist/cli.js is missing; run npm run build (npm run bench does)');
+  process.exit(2);
+}
+if (!existsSync(join(import.meta.dirname, 'node_modules', 'http-proxy'))) {
+  console.error('bench: http-proxy is missing from bench/node_modules; run bash bench/install.sh');
+  process.exit(2);
+}
+
+const work = mkdtempSync(join(os.tmpdir(), 'caching-proxy-bench-'));
+chmodSync(work, 0o755);
+let cleaned = false;
+const cleanup = () => {
+  if (cleaned) return;
+  cleaned = true;
+  killAllChildren();
+  if (!process.env.BENCH_KEEP) rmSync(work, { recursive: true, force: true });
+};
+process.on('exit', cleanup);
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
+
+const results = { startedAt: new Date().toISOString(), machine: machineInfo(), settings: { seconds: SECONDS, rounds: ROUNDS, wrk: `-t2 -c50 -d${SECONDS}s`, proxyCpu: PROXY_CPU, clientCpu: CLIENT_CPU }, runs: [], figures: {}, notes: [] };
+
+/**
+ * One wrk measurement against one system, with the evidence that makes it trustworthy: how many
+ * requests reached the origin meanwhile, how much CPU the proxy used, and how busy each core was.
+ */
+async function measureWrk(test, system, origin, path, extra = {}) {
+  const pid = system?.pid;
+  const cpuBefore = pid ? cpuSeconds(pid) : NaN;
+  const coresBefore = cpuTimes();
+  const originBefore = await origin.count();
+  const started = performance.now();
+  const r = await wrk({ dir: work, name: `${test}-${system?.name ?? 'direct'}`.replace(/\W+/g, '_'), originPort: origin.port, path, proxyPort: system?.port ?? null, seconds: SECONDS, ...extra });
+  const wall = (performance.now() - started) / 1000;
+  const originRequests = (await origin.count()) - originBefore;
+  const coresAfter = cpuTimes();
+  const proxyCpu = pid ? cpuSeconds(pid) - cpuBefore : NaN;
+  const run = {
+    test,
+    system: system?.name ?? 'direct',
+    reqPerSec: r.reqPerSec,
+    p50Ms: r.p50Ms,
+    p99Ms: r.p99Ms,
+    requests: r.requests,
+    errors: r.errors,
+    originRequests,
+    proxyCpuShare: proxyCpu / wall,
+    proxyCpuUsPerRequest: (proxyCpu * 1e6) / r.requests,
+    proxyCoreBusy: busyShare(coresBefore, coresAfter, PROXY_CPU),
+    clientCoreBusy: busyShare(coresBefore, coresAfter, CLIENT_CPU),
+    loadavg: os.loadavg()[0],
+  };
+  results.runs.push(run);
+  log(
+    `${test} ${run.system}: ${fmt(run.reqPerSec)} req/s p99 ${fmt(run.p99Ms, 2)} ms, errors ${run.errors}, origin +${originRequests}` +
+      (pid ? `, proxy ${fmt(run.proxyCpuShare * 100)}% of a core (${fmt(run.proxyCpuUsPerRequest, 1)} µs/req), core ${PROXY_CPU} ${fmt(run.proxyCoreBusy * 100)}% busy` : ''),
+  );
+  return run;
+}
+
+/**
+ * Runs `measure(system, round)` for every system, A B C A B C ..., and groups the runs by
+ * system. `null` stands for going straight to the origin: a reference measured in the first
+ * round only, to keep the whole benchmark under ten minutes.
+ */
+async function interleaved(systems, measure) {
+  const bySystem = new Map(systems.map((s) => [s?.name ?? 'direct', []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const s of systems) {
+      if (s === null && round > 0) continue;
+      bySystem.get(s?.name ?? 'direct').push(await measure(s, round));
+    }
+  }
+  return bySystem;
+}
+
+function summarizeRuns(bySystem, fields) {
+  const out = {};
+  for (const [name, runs] of bySystem) {
+    out[name] = {};
+    for (const f of fields) out[name][f] = summarize(runs.map((r) => r[f]));
+    out[name].originRequests = runs.reduce((a, r) => a + (r.originRequests ?? 0), 0);
+    out[name].errors = runs.reduce((a, r) => a + (r.errors ?? 0), 0);
+  }
+  return out;
+}
+
+async function main() {
+  log(`work folder ${work}; ${ROUNDS} interleaved rounds of ${SECONDS} s; proxy on CPU ${PROXY_CPU}, clients and origin on CPU ${CLIENT_CPU}`);
+  const origin = await startOrigin(work);
+  log(`nginx origin on 127.0.0.1:${origin.port}`);
+  results.origin = { port: origin.port };
+
+  const needPeers = ONLY.has('hits') || ONLY.has('passthrough') || ONLY.has('large');
+  let ours, ats, squid, httpProxy;
+  if (needPeers) {
+    ours = await startOurs(work, 'ours');
+    ats = await startTrafficServer(work);
+    squid = await startSquid(work);
+    httpProxy = await startHttpProxy();
+    for (const s of [ours, ats, squid, httpProxy]) log(`${s.name} on 127.0.0.1:${s.port} (pid ${s.pid})`);
+    results.ours = { args: ours.args, defaults: 'memory tier 64 MB, max object 256 MB, disk tier 1024 MB' };
+  }
+  const caching = [ours, ats, squid].filter(Boolean);
+
+  if (ONLY.has('hits')) {
+    results.figures.hits = {};
+    for (const [object, path] of [['1 KiB', '/1k.bin'], ['100 KiB', '/100k.bin']]) {
+      const cached = {};
+      for (const s of caching) {
+        cached[s.name] = await warmUntilHit(s, origin, path);
+        if (!cached[s.name]) results.notes.push(`${s.name} did not serve ${path} from its cache after warm-up: its "hit" figures are pass-through figures.`);
+        // Warm the JIT, connection pools and caches under the same load.
+        await wrk({ dir: work, name: 'warm', originPort: origin.port, path, proxyPort: s.port, seconds: WARM_SECONDS });
+      }
+      log(`${object} hit: warmed (${Object.entries(cached).map(([k, v]) => `${k} ${v ? 'caches' : 'DOES NOT CACHE'}`).join(', ')})`);
+      const bySystem = await interleaved([null, ours, ats, squid], (s) => measureWrk(`hit ${object}`, s, origin, path));
+      results.figures.hits[object] = { cached, ...summarizeRuns(bySystem, ['reqPerSec', 'p99Ms', 'proxyCpuUsPerRequest', 'proxyCoreBusy']) };
+    }
+  }
+
+  if (ONLY.has('passthrough')) {
+    const path = '/nostore.bin';
+    for (const s of [ours, httpProxy]) await wrk({ dir: work, name: 'warm', originPort: origin.port, path, proxyPort: s.port, seconds: WARM_SECONDS });
+    const bySystem = await interleaved([null, ours, httpProxy], (s) => measureWrk('no-store 1 KiB', s, origin, path));
+    results.figures.passthrough = summarizeRuns(bySystem, ['reqPerSec', 'p99Ms', 'proxyCpuUsPerRequest', 'proxyCoreBusy']);
+    // Every pass-through request must reach the origin: a proxy that stored no-store would be cheating.
+    for (const [name, runs] of bySystem) {
+      const leaked = runs.reduce((a, r) => a + (r.requests - r.originRequests), 0);
+      if (name !== 'direct' && leaked > runs.length * 100) results.notes.push(`${name} answered ${leaked} no-store requests without the origin.`);
+    }
+  }
+
+  if (ONLY.has('large')) {
+    const url = (tag) => `${origin.base}/100m.bin?r=${tag}`;
+    const bySystem = await interleaved([null, ours, ats, squid, httpProxy], async (s, round) => {
+      const tag = `${round}-${(s?.name ?? 'direct').replace(/\W+/g, '')}`;
+      const one = async (phase) => {
+        if (s) resetPeakRss(s.pid);
+        const rssBefore = s ? memory(s.pid).rss : NaN;
+        const before = await origin.count();
+        const r = await curlTransfer(url(tag), s?.port);
+        const originRequests = (await origin.count()) - before;
+        const peak = s ? memory(s.pid).hwm : NaN;
+        if (r.status !== 200 || r.bytes !== 100 * MiB) results.notes.push(`${s?.name ?? 'direct'} 100 MiB ${phase}: status ${r.status}, ${r.bytes} bytes`);
+        return { mbPerSec: r.mbPerSec, originRequests, rssGrowthMiB: (peak - rssBefore) / MiB, status: r.status, bytes: r.bytes };
+      };
+      const miss = await one('miss');
+      // A store may finish just after the last byte went out.
+      await sleep(s?.kind === 'ours' || s?.kind === 'caching' ? 1000 : 0);
+      const hit = s && s.kind !== 'passthrough' ? await one('hit') : null;
+      const run = { test: '100 MiB', system: s?.name ?? 'direct', missMBps: miss.mbPerSec, hitMBps: hit?.mbPerSec ?? NaN, missOrigin: miss.originRequests, hitOrigin: hit?.originRequests ?? NaN, missRssGrowthMiB: miss.rssGrowthMiB, hitRssGrowthMiB: hit?.rssGrowthMiB ?? NaN };
+      results.runs.push(run);
+      log(`100 MiB ${run.system}: miss ${fmt(run.missMBps)} MB/s (origin +${run.missOrigin}, RSS +${fmt(run.missRssGrowthMiB, 1)} MiB)` + (hit ? `, hit ${fmt(run.hitMBps)} MB/s (origin +${run.hitOrigin}, RSS +${fmt(run.hitRssGrowthMiB, 1)} MiB)` : ''));
+      return run;
+    });
+    results.figures.large = {};
+    for (const [name, runs] of bySystem) {
+      results.figures.large[name] = {
+        missMBps: summarize(runs.map((r) => r.missMBps)),
+        hitMBps: summarize(runs.map((r) => r.hitMBps)),
+        missRssGrowthMiB: summarize(runs.map((r) => r.missRssGrowthMiB)),
+        hitRssGrowthMiB: summarize(runs.map((r) => r.hitRssGrowthMiB)),
+        hitsFromOrigin: runs.reduce((a, r) => a + (Number.isFinite(r.hitOrigin) ? r.hitOrigin : 0), 0),
+      };
+    }
+  }
+
+  for (const s of [ours, ats, squid, httpProxy]) await s?.stop();
+
+  if (ONLY.has('entries')) {
+    // Same flags for both; memory big enough that all entries of both stores stay in memory.
+    const flags = ['--max-entries', String(ENTRIES_LARGE * 2), '--max-memory-mb', '512'];
+    const small = await startOurs(work, `ours-${ENTRIES_SMALL}-entries`, flags);
+    const large = await startOurs(work, `ours-${ENTRIES_LARGE}-entries`, flags);
+    small.name = `${ENTRIES_SMALL} entries`;
+    large.name = `${fmt(ENTRIES_LARGE)} entries`;
+    const base = (s) => `${origin.base}/1k.bin?entry=`;
+    let started = performance.now();
+    await populate(small.port, base(small), ENTRIES_SMALL);
+    await populate(large.port, base(large), ENTRIES_LARGE);
+    const populateSeconds = (performance.now() - started) / 1000;
+    log(`stored ${ENTRIES_SMALL} and ${ENTRIES_LARGE} entries in ${populateSeconds.toFixed(1)} s; RSS ${fmt(memory(small.pid).rss / MiB)} vs ${fmt(memory(large.pid).rss / MiB)} MiB`);
+    // Requests spread evenly over every stored entry, so the large store's index is really exercised.
+    const spreadOf = (s) => (s === small ? ENTRIES_SMALL : ENTRIES_LARGE);
+    for (const s of [small, large]) await wrk({ dir: work, name: 'warm', originPort: origin.port, path: '/1k.bin?entry=', proxyPort: s.port, seconds: WARM_SECONDS, spread: spreadOf(s) });
+    const bySystem = await interleaved([small, large], (s) => measureWrk('hit cost', s, origin, '/1k.bin?entry=', { spread: spreadOf(s) }));
+    results.figures.entries = {
+      populateSeconds,
+      rssMiB: { small: memory(small.pid).rss / MiB, large: memory(large.pid).rss / MiB },
+      ...summarizeRuns(bySystem, ['reqPerSec', 'p99Ms', 'proxyCpuUsPerRequest']),
+    };
+    await small.stop();
+    await large.stop();
+  }
+
+  if (ONLY.has('startup')) {
+    const flags = ['--max-entries', String(STARTUP_ENTRIES * 2)];
+    const first = await startOurs(work, 'ours-startup', flags);
+    let started = performance.now();
+    await populate(first.port, `${origin.base}/1k.bin?startup=`, STARTUP_ENTRIES);
+    log(`stored ${STARTUP_ENTRIES} entries in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    await first.stop();
+    const filledDir = first.cacheDir;
+    const emptyDir = join(work, 'ours-startup-empty');
+    const bySystem = await interleaved([{ name: 'empty cache' }, { name: `${fmt(STARTUP_ENTRIES)} entries` }], async (which, round) => {
+      const empty = which.name === 'empty cache';
+      const dir = empty ? `${emptyDir}-${round}` : filledDir;
+      mkdirSync(dir, { recursive: true });
+      const p = await startOurs(work, 'startup', flags, dir);
+      const before = await origin.count();
+      const t = performance.now();
+      const r = await get(`${origin.base}/1k.bin?startup=${round + 1}`, p.port);
+      const firstMs = performance.now() - t;
+      const originRequests = (await origin.count()) - before;
+      await p.stop();
+      const run = { test: 'startup', system: which.name, listenMs: p.listenMs, firstResponseMs: firstMs, firstWasHit: originRequests === 0, status: r.status };
+      results.runs.push(run);
+      log(`start-up ${which.name}: listening after ${fmt(p.listenMs)} ms, first response ${fmt(firstMs, 1)} ms later (${originRequests === 0 ? 'hit' : 'from the origin'})`);
+      return run;
+    });
+    results.figures.startup = {};
+    for (const [name, runs] of bySystem) {
+      results.figures.startup[name] = { listenMs: summarize(runs.map((r) => r.listenMs)), firstResponseMs: summarize(runs.map((r) => r.firstResponseMs)), firstWasHit: runs.every((r) => r.firstWasHit) };
+    }
+  }
+
+  await origin.stop();
+  results.durationSeconds = (performance.now() - t0) / 1000;
+  report();
+}
+
+function report(write = true) {
+  const f = results.figures;
+  const out = [];
+  const spread = (s) => (Number.isFinite(s?.spreadPct) ? `±${(s.spreadPct / 2).toFixed(0)}%` : '');
+  const cell = (s, digits = 0) => (s && Number.isFinite(s.median) ? `${fmt(s.median, digits)} ${spread(s)}`.trim() : '–');
+  const targets = [];
+  const target = (name, value, goal, pass) => targets.push([name, value, goal, Number.isFinite(pass) ? (pass ? 'met' : 'MISSED') : (pass === true ? 'met' : pass === false ? 'MISSED' : '–')]);
+
+  out.push(`Caching Proxy benchmark, ${results.startedAt}; ${results.machine.cpu} (${results.machine.cores} cores), ${results.machine.memGiB} GiB, Linux ${results.machine.kernel}, Node ${results.machine.node}`);
+  out.push(`${results.settings.rounds} interleaved rounds; medians, ± half the min–max spread; wrk ${results.settings.wrk}; proxy on CPU ${results.settings.proxyCpu}, wrk/curl/origin on CPU ${results.settings.clientCpu}\n`);
+
+  if (f.hits) {
+    const rows = [];
+    for (const object of Object.keys(f.hits)) {
+      const h = f.hits[object];
+      for (const name of ['direct', 'caching-proxy', 'Traffic Server', 'Squid']) {
+        const key = name === 'caching-proxy' ? 'ours' : name;
+        const s = h[key];
+        if (!s) continue;
+        const note = key === 'direct' ? '(nginx, no proxy; one run)' : h.cached[key] === false || s.originRequests > 0 ? `NOT CACHED (${s.originRequests} origin requests)` : '';
+        const perCpu = key === 'ours' || key === 'direct' ? '' : fmtRatio(ratio(s.proxyCpuUsPerRequest.median, h.ours?.proxyCpuUsPerRequest.median));
+        rows.push([`${object} hit`, name, cell(s.reqPerSec), cell(s.p99Ms, 2), key === 'direct' ? '–' : cell(s.proxyCpuUsPerRequest, 1), key === 'ours' ? '' : fmtRatio(ratio(h.ours?.reqPerSec.median, s.reqPerSec.median)), perCpu, note]);
+      }
+      const vsAts = ratio(h.ours?.reqPerSec.median, h['Traffic Server']?.reqPerSec.median);
+      target(`${object} hit req/s vs Traffic Server`, fmtRatio(vsAts), '≥ 1.00×', vsAts >= 1 && h.ours.originRequests === 0);
+      const cpuVsAts = ratio(h['Traffic Server']?.proxyCpuUsPerRequest.median, h.ours?.proxyCpuUsPerRequest.median);
+      target(`  same, by CPU per request (noise-proof)`, fmtRatio(cpuVsAts), '≥ 1.00×', cpuVsAts >= 1 && h.ours.originRequests === 0);
+    }
+    out.push('Cache hits ("per CPU": the other\'s proxy CPU per request ÷ ours, which other load on the machine hardly moves)');
+    out.push(table(['figure', 'system', 'req/s', 'p99 ms', 'proxy CPU µs/req', 'ours ÷ this', 'per CPU', 'note'], rows));
+    out.push('');
+  }
+  if (f.passthrough) {
+    const p = f.passthrough;
+    const rows = ['direct', 'ours', 'http-proxy'].filter((k) => p[k]).map((k) => [
+      k === 'ours' ? 'caching-proxy' : k,
+      cell(p[k].reqPerSec),
+      cell(p[k].p99Ms, 2),
+      k === 'direct' ? '–' : cell(p[k].proxyCpuUsPerRequest, 1),
+      k === 'ours' ? '' : fmtRatio(ratio(p.ours?.reqPerSec.median, p[k].reqPerSec.median)),
+      k === 'ours' || k === 'direct' ? '' : fmtRatio(ratio(p[k].proxyCpuUsPerRequest.median, p.ours?.proxyCpuUsPerRequest.median)),
+    ]);
+    out.push('Uncacheable pass-through (1 KiB, Cache-Control: no-store, one URL)');
+    out.push(table(['system', 'req/s', 'p99 ms', 'proxy CPU µs/req', 'ours ÷ this', 'per CPU'], rows));
+    out.push('');
+    const r = ratio(p.ours?.reqPerSec.median, p['http-proxy']?.reqPerSec.median);
+    target('no-store pass-through vs http-proxy', fmtRatio(r), '≥ 2.00×', r >= 2);
+    const rc = ratio(p['http-proxy']?.proxyCpuUsPerRequest.median, p.ours?.proxyCpuUsPerRequest.median);
+    target('  same, by CPU per request', fmtRatio(rc), '≥ 2.00×', rc >= 2);
+  }
+  if (f.large) {
+    const l = f.large;
+    const rows = ['direct', 'ours', 'Traffic Server', 'Squid', 'http-proxy'].filter((k) => l[k]).map((k) => [
+      k === 'ours' ? 'caching-proxy' : k,
+      cell(l[k].missMBps),
+      k === 'direct' ? '–' : fmtRatio(ratio(l.ours?.missMBps.median, l[k].missMBps.median)),
+      cell(l[k].hitMBps),
+      k === 'direct' || k === 'http-proxy' ? '–' : fmtRatio(ratio(l.ours?.hitMBps.median, l[k].hitMBps.median)),
+      k === 'direct' ? '–' : fmt(l[k].missRssGrowthMiB.max, 1),
+      k === 'direct' || k === 'http-proxy' ? '–' : fmt(l[k].hitRssGrowthMiB.max, 1),
+      k === 'Squid' ? 'hit from memory' : l[k].hitsFromOrigin > 0 ? `NOT CACHED (${l[k].hitsFromOrigin} origin requests on "hits")` : k === 'direct' ? '(nginx, no proxy; one run)' : '',
+    ]);
+    out.push('100 MiB transfer (curl); MB/s = 10^6 bytes/s; hits of ours and Traffic Server come from disk (object larger than the memory tier)');
+    out.push(table(['system', 'miss MB/s', 'ours ÷ this', 'hit MB/s', 'ours ÷ this', 'peak RSS growth miss MiB (worst)', 'same, hit', 'note'], rows));
+    out.push('');
+    const miss = ratio(l.ours?.missMBps.median, l['Traffic Server']?.missMBps.median);
+    const hit = ratio(l.ours?.hitMBps.median, l['Traffic Server']?.hitMBps.median);
+    target('100 MiB miss MB/s vs Traffic Server', fmtRatio(miss), '≥ 1.00×', miss >= 1);
+    target('100 MiB hit MB/s vs Traffic Server (disk)', fmtRatio(hit), '≥ 1.00×', hit >= 1 && l.ours.hitsFromOrigin === 0);
+    const rss = Math.max(l.ours?.missRssGrowthMiB.max ?? NaN, l.ours?.hitRssGrowthMiB.max ?? NaN);
+    target('peak RSS growth during 100 MiB (worst run)', `${fmt(rss, 1)} MiB`, '≤ 64 MiB', rss <= 64);
+  }
+  if (f.entries) {
+    const e = f.entries;
+    const names = Object.keys(e).filter((k) => e[k]?.reqPerSec);
+    const [small, large] = names;
+    const rows = names.map((k) => [k, cell(e[k].reqPerSec), cell(e[k].p99Ms, 2), cell(e[k].proxyCpuUsPerRequest, 1), e[k].originRequests > 0 ? `NOT ALL HITS (${e[k].originRequests} origin requests)` : '']);
+    out.push(`Hit cost by store size (1 KiB entries, requests spread over every stored entry; RSS ${fmt(e.rssMiB.small)} vs ${fmt(e.rssMiB.large)} MiB)`);
+    out.push(table(['store', 'req/s', 'p99 ms', 'proxy CPU µs/req', 'note'], rows));
+    out.push('');
+    const slower = ratio(e[large].proxyCpuUsPerRequest.median, e[small].proxyCpuUsPerRequest.median);
+    target(`hit cost (CPU µs/req) ${large} ÷ ${small}`, fmtRatio(slower), '≤ 1.10×', slower <= 1.1 && e[large].originRequests === 0);
+    const rps = ratio(e[small].reqPerSec.median, e[large].reqPerSec.median);
+    target(`hit req/s ${small} ÷ ${large}`, fmtRatio(rps), '≤ 1.10×', rps <= 1.1 && e[large].originRequests === 0);
+  }
+  if (f.startup) {
+    const rows = Object.entries(f.startup).map(([k, s]) => [k, cell(s.listenMs), cell(s.firstResponseMs, 1), s.firstWasHit ? 'yes' : 'no']);
+    out.push('Start-up of `node dist/cli.js` (spawn to listening; then one request for a stored URL)');
+    out.push(table(['cache', 'listening after ms', 'first response ms', 'first response a hit'], rows));
+    out.push('');
+  }
+  if (targets.length) {
+    out.push('Targets (issue 5)');
+    out.push(table(['target', 'measured', 'goal', 'status'], targets));
+    out.push('');
+  }
+  for (const n of results.notes) out.push(`note: ${n}`);
+  const busy = results.runs.filter((r) => Number.isFinite(r.proxyCoreBusy) && Number.isFinite(r.proxyCpuShare));
+  if (busy.length) {
+    const stolen = busy.map((r) => Math.max(0, r.proxyCoreBusy - r.proxyCpuShare));
+    out.push(`noise: other processes used a median ${fmt(summarize(stolen).median * 100)}% (max ${fmt(Math.max(...stolen) * 100)}%) of the proxy's core during wrk runs; load average at the end ${os.loadavg()[0].toFixed(2)}`);
+  }
+  out.push(`took ${fmt(results.durationSeconds)} s`);
+  results.targets = targets.map(([name, measured, goal, status]) => ({ name, measured, goal, status }));
+  const text = out.join('\n');
+  results.text = text;
+  if (!write) {
+    console.log(text);
+    return;
+  }
+  const dir = join(import.meta.dirname, 'results');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${results.startedAt.replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, JSON.stringify(results, null, 2));
+  writeFileSync(join(dir, 'latest.json'), JSON.stringify(results, null, 2));
+  console.log('\n' + text);
+  console.log(`\nraw results: ${file}`);
+}
+
+function machineInfo() {
+  const version = (cmd, args, re = /(\d+\.\d+(\.\d+)?)/) => {
+    try {
+      const r = spawnSync(cmd, args, { encoding: 'utf8' });
+      return re.exec((r.stdout ?? '') + (r.stderr ?? ''))?.[1] ?? '?';
+    } catch {
+      return '?';
+    }
+  };
+  let commit = '?';
+  try {
+    commit = execFileSync('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+  } catch {
+    /* not a git checkout */
+  }
+  let httpProxyVersion = '?';
+  try {
+    httpProxyVersion = JSON.parse(readFileSync(join(import.meta.dirname, 'node_modules', 'http-proxy', 'package.json'), 'utf8')).version;
+  } catch {
+    /* reported as ? */
+  }
+  return {
+    cpu: os.cpus()[0]?.model.trim() ?? '?',
+    cores: CPUS,
+    memGiB: Math.round(os.totalmem() / 1024 ** 3),
+    kernel: os.release(),
+    node: process.versions.node,
+    commit,
+    nginx: version('nginx', ['-v']),
+    squid: version('squid', ['-v']),
+    trafficServer: version('traffic_server', ['-V'], /Traffic Server (\d+\.\d+\.\d+)/),
+    wrk: version('wrk', ['-v'], /wrk (\d+\.\d+\.\d+)/),
+    curl: version('curl', ['--version']),
+    httpProxy: httpProxyVersion,
+    loadavgAtStart: os.loadavg()[0],
+  };
+}
+
+const reportArg = process.argv.indexOf('--report');
+if (reportArg > 0) {
+  // Re-print the tables of a saved run: node bench/run.mjs --report bench/results/latest.json
+  Object.assign(results, JSON.parse(readFileSync(process.argv[reportArg + 1], 'utf8')));
+  report(false);
+  process.exit(0);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+}).finally(cleanup);
