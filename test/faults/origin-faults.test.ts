@@ -136,8 +136,8 @@ test('2 × 10,000 failing origin exchanges leak no file descriptors and no memor
     assert.ok(proxy.alive(), 'the proxy survived');
     assert.ok(fdsAfter <= fdsBefore + 10 && fdsAgain <= fdsBefore + 10, `open fds grew from ${fdsBefore} to ${fdsAfter} and ${fdsAgain}`);
     assert.ok(rssAfter <= rssBefore + 96 * 1024 * 1024, `RSS grew from ${mb(rssBefore)} to ${mb(rssAfter)} MB over the first 10,000`);
-    // 40 MB per 10,000 exchanges = 4 KB each: a leak of one socket or request per exchange is far above that.
-    assert.ok(rssAgain <= rssAfter + 40 * 1024 * 1024, `RSS grew again from ${mb(rssAfter)} to ${mb(rssAgain)} MB over the next 10,000: a leak`);
+    // 48 MB per 10,000 exchanges = 5 KB each: a leaked socket, request or parser per exchange is far above that.
+    assert.ok(rssAgain <= rssAfter + 48 * 1024 * 1024, `RSS grew again from ${mb(rssAfter)} to ${mb(rssAgain)} MB over the next 10,000: a leak`);
     // Every fault was answered the way a client can tell apart.
     for (const key of tally.keys()) assert.match(key, /→ (200|502|504)( broken)?$/, key);
     const ok = await fetchOutcome(proxy.port, `${origin.url}/ok/final`);
@@ -150,7 +150,7 @@ test('2 × 10,000 failing origin exchanges leak no file descriptors and no memor
 
 test(
   'an origin that sends bytes after a complete response on a kept-alive connection leaks no memory',
-  { todo: 'Node 20 leaks the HTTP parser of such a connection (~7 KB each; nodejs/node PR #60187, not in 20.x): measured, not yet fixed' },
+  { todo: 'Node 20 leaks the HTTP parser of such a connection (~7 KB of heap, ~20 KB of RSS each; nodejs/node PR #60187, not in 20.x): measured, not yet fixed' },
   async () => {
     const origin = await startBadOrigin();
     const proxy = await spawnProxy(['--memory-only', '--timeout', '2', '--log-level', 'error']);
