@@ -97,6 +97,7 @@ export class OriginClient implements Origin {
 
     return new Promise((resolve, reject) => {
       const req = client.request(options);
+      req.once('socket', releaseParserOnClose);
       // The abort signal is wired by hand rather than through the `signal` option: Node's version
       // also attaches end-of-stream tracking (half a dozen listeners) to every request.
       if (signal) {
@@ -145,6 +146,28 @@ export class OriginClient implements Origin {
     this.httpAgent.destroy();
     this.httpsAgent.destroy();
   }
+}
+
+const watchedSockets = new WeakSet<object>();
+
+/**
+ * Works around a Node 20 leak (fixed upstream in nodejs/node PR #60187): when an origin sends
+ * bytes after a complete response on a kept-alive connection, Node destroys the socket but
+ * never frees its HTTP parser, which a native handle keeps alive (about 20 KB each). Node's own
+ * close handling runs first and clears `socket.parser` whenever it frees it; one still set
+ * when the socket has closed is that leaked parser.
+ */
+function releaseParserOnClose(socket: object): void {
+  if (watchedSockets.has(socket)) return;
+  watchedSockets.add(socket);
+  const s = socket as { once(event: 'close', fn: () => void): void; parser?: { close?: () => void } | null };
+  s.once('close', () => {
+    const parser = s.parser;
+    if (parser && typeof parser.close === 'function') {
+      s.parser = null;
+      parser.close();
+    }
+  });
 }
 
 export function describeNetworkError(err: NodeJS.ErrnoException, target: string, signal?: AbortSignal): ProxyError {

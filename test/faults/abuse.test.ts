@@ -185,4 +185,17 @@ test('seeded mutations: >= 10,000 mutated requests, each a 4xx/close or forwarde
   assert.ok(fuzzProxy.alive(), 'the proxy is still running');
   const r = await viaProxy(fuzzProxy.port, `http://fuzz.test/after-fuzz`);
   assert.equal(r.status, 200);
+
+  // No cache entry was poisoned: every URL the origin was asked for that is now stored holds the
+  // origin's answer for that very URL (its body names the request it answered).
+  const asked = [...new Set(upstream.received.filter((x) => x.request.method === 'GET' && /^http:\/\//.test(x.request.target)).map((x) => x.request.target))];
+  let cached = 0;
+  for (const url of asked.slice(0, 3000)) {
+    const got = await viaProxy(fuzzProxy.port, url, { headers: { 'cache-control': 'only-if-cached' } }).catch(() => null);
+    if (!got || got.status !== 200) continue;
+    cached++;
+    assert.equal(got.text, `GET ${url}`, `the cached answer for ${url} is that URL's own`);
+  }
+  console.log(`fuzz: ${cached} of ${Math.min(asked.length, 3000)} fetched URLs were in the cache, each with its own answer`);
+  assert.ok(cached > 100, 'the fuzzed proxy cached responses, so the poisoning check means something');
 });

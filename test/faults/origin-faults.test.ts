@@ -88,13 +88,12 @@ test('each origin failure: 502/504 before the head, a broken connection after it
   }
 });
 
-test('10,000 failing origin exchanges leak no file descriptors and no memory in the proxy process', async () => {
+test('2 × 10,000 failing origin exchanges leak no file descriptors and no memory in the proxy process', async () => {
   const origin = await startBadOrigin();
   const proxy = await spawnProxy(['--memory-only', '--timeout', '0.2', '--log-level', 'error']);
   const total = 10_000;
   const concurrency = 64;
-  // '/long-length' (bytes after a complete response) has its own known-leak test below.
-  const kinds = [...FAULTS.filter((f) => f !== '/long-length'), '/ok'];
+  const kinds = [...FAULTS, '/ok'];
   const tally = new Map<string, number>();
   let next = 0;
   const run = async (count: number) => {
@@ -124,12 +123,20 @@ test('10,000 failing origin exchanges leak no file descriptors and no memory in 
     await settle();
     const fdsAfter = openFds(proxy.pid);
     const rssAfter = rssBytes(proxy.pid);
+    // A second round tells a leak (grows again by the same amount) from the heap settling at its
+    // working size (it does not): measured 120 → 133 → 125 → 142 MB over four rounds of 10,000.
+    await run(total);
+    await settle();
+    const fdsAgain = openFds(proxy.pid);
+    const rssAgain = rssBytes(proxy.pid);
     const mb = (n: number) => (n / 1024 / 1024).toFixed(1);
-    console.log(`origin faults: ${next} exchanges; fds ${fdsBefore} → ${fdsAfter}; RSS ${mb(rssBefore)} → ${mb(rssAfter)} MB`);
+    console.log(`origin faults: ${next} exchanges; fds ${fdsBefore} → ${fdsAfter} → ${fdsAgain}; RSS ${mb(rssBefore)} → ${mb(rssAfter)} → ${mb(rssAgain)} MB`);
     console.log(`outcomes: ${JSON.stringify(Object.fromEntries([...tally].sort()))}`);
     assert.ok(proxy.alive(), 'the proxy survived');
-    assert.ok(fdsAfter <= fdsBefore + 10, `open fds grew from ${fdsBefore} to ${fdsAfter}`);
-    assert.ok(rssAfter <= rssBefore + 48 * 1024 * 1024, `RSS grew from ${mb(rssBefore)} to ${mb(rssAfter)} MB`);
+    assert.ok(fdsAfter <= fdsBefore + 10 && fdsAgain <= fdsBefore + 10, `open fds grew from ${fdsBefore} to ${fdsAfter} and ${fdsAgain}`);
+    assert.ok(rssAfter <= rssBefore + 96 * 1024 * 1024, `RSS grew from ${mb(rssBefore)} to ${mb(rssAfter)} MB over the first 10,000`);
+    // 48 MB per 10,000 exchanges = 5 KB each: a leaked socket, request or parser per exchange is far above that.
+    assert.ok(rssAgain <= rssAfter + 48 * 1024 * 1024, `RSS grew again from ${mb(rssAfter)} to ${mb(rssAgain)} MB over the next 10,000: a leak`);
     // Every fault was answered the way a client can tell apart.
     for (const key of tally.keys()) assert.match(key, /→ (200|502|504)( broken)?$/, key);
     const ok = await fetchOutcome(proxy.port, `${origin.url}/ok/final`);
@@ -140,9 +147,9 @@ test('10,000 failing origin exchanges leak no file descriptors and no memory in 
   }
 });
 
+// Node 20 leaks the HTTP parser of such a connection (nodejs/node PR #60187); the origin client works around it.
 test(
   'an origin that sends bytes after a complete response on a kept-alive connection leaks no memory',
-  { todo: 'Node 20 leaks the HTTP parser of such a connection (~7 KB each; nodejs/node PR #60187, not in 20.x): measured, not yet fixed' },
   async () => {
     const origin = await startBadOrigin();
     const proxy = await spawnProxy(['--memory-only', '--timeout', '2', '--log-level', 'error']);
@@ -150,12 +157,14 @@ test(
       const batch = async (n: number) => {
         for (let i = 0; i < n; i += 32) await Promise.all(Array.from({ length: 32 }, (_, k) => fetchOutcome(proxy.port, `${origin.url}/long-length?i=${i + k}`)));
       };
-      await batch(500);
-      const before = rssBytes(proxy.pid);
+      // The first rounds grow the heap to its working size; the leak shows as growth that goes on.
       await batch(3000);
+      const before = rssBytes(proxy.pid);
+      await batch(6000);
       const after = rssBytes(proxy.pid);
-      console.log(`double responses: RSS ${(before / 1048576).toFixed(1)} → ${(after / 1048576).toFixed(1)} MB over 3,000`);
-      assert.ok(after <= before + 10 * 1024 * 1024, `RSS grew by ${((after - before) / 1048576).toFixed(1)} MB`);
+      console.log(`double responses: RSS ${(before / 1048576).toFixed(1)} → ${(after / 1048576).toFixed(1)} MB over the next 6,000`);
+      // Measured: +11 to +22 MB with the workaround (heap settling), +69 MB without it.
+      assert.ok(after <= before + 40 * 1024 * 1024, `RSS grew by ${((after - before) / 1048576).toFixed(1)} MB`);
     } finally {
       await proxy.stop();
       await origin.close();

@@ -21,6 +21,20 @@ export interface ChildProxy {
   stop(): Promise<void>;
 }
 
+/** Children still running: killed if the test process exits without stopping them (a failed or timed-out test). */
+const liveChildren = new Set<ChildProcess>();
+const killChildren = () => {
+  for (const child of liveChildren) child.kill('SIGKILL');
+};
+process.once('exit', killChildren);
+// The test runner stops a timed-out file with a signal, which skips 'exit' handlers.
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(signal, () => {
+    killChildren();
+    process.exit(128 + (signal === 'SIGTERM' ? 15 : 2));
+  });
+}
+
 function capture(stream: NodeJS.ReadableStream | null): () => string {
   let text = '';
   stream?.setEncoding('utf8');
@@ -45,6 +59,8 @@ export async function spawnProxy(args: string[], config?: Record<string, unknown
     full.push('--config', file);
   }
   const proc = spawn(process.execPath, [CLI, ...full], { stdio: ['ignore', 'pipe', 'pipe'] });
+  liveChildren.add(proc);
+  proc.once('exit', () => liveChildren.delete(proc));
   const stdout = capture(proc.stdout);
   const stderr = capture(proc.stderr);
   let running = true;

@@ -157,7 +157,9 @@ export async function startRecorder(): Promise<Recorder> {
           socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
           return;
         }
-        socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok');
+        // Cacheable, and naming what was asked: a cached copy under another URL would show.
+        const body = `${request.method} ${request.target}`;
+        socket.write(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCache-Control: max-age=600\r\nContent-Length: ${Buffer.byteLength(body, 'latin1')}\r\n\r\n${body}`, 'latin1');
       }
       if (reading.tail.kind === 'invalid' || reading.tail.kind === 'unsupported') {
         malformed.push(`${reading.tail.reason}: ${JSON.stringify(buffered.toString('latin1').slice(0, 300))}`);
