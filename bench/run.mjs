@@ -77,6 +77,7 @@ async function measureWrk(test, system, origin, path, extra = {}) {
   const coresBefore = cpuTimes();
   const originBefore = await origin.count();
   const started = performance.now();
+  const fromUs = Number(process.hrtime.bigint() / 1000n);
   const r = await wrk({ dir: work, name: `${test}-${system?.name ?? 'direct'}`.replace(/\W+/g, '_'), originPort: origin.port, path, proxyPort: system?.port ?? null, seconds: SECONDS, ...extra });
   const wall = (performance.now() - started) / 1000;
   const originRequests = (await origin.count()) - originBefore;
@@ -96,6 +97,8 @@ async function measureWrk(test, system, origin, path, extra = {}) {
     proxyCoreBusy: busyShare(coresBefore, coresAfter, PROXY_CPU),
     clientCoreBusy: busyShare(coresBefore, coresAfter, CLIENT_CPU),
     loadavg: os.loadavg()[0],
+    // Monotonic µs (the clock V8 stamps .cpuprofile samples with): to cut a profile to this run.
+    window: [fromUs, Number(process.hrtime.bigint() / 1000n)],
   };
   results.runs.push(run);
   log(
@@ -141,7 +144,9 @@ async function main() {
   const needPeers = ONLY.has('hits') || ONLY.has('passthrough') || ONLY.has('large');
   let ours, ats, squid, httpProxy;
   if (needPeers) {
-    ours = await startOurs(work, 'ours');
+    // BENCH_PROFILE_DIR=DIR: run ours under --cpu-prof (for diagnosis only: it costs a few %).
+    const prof = process.env.BENCH_PROFILE_DIR;
+    ours = await startOurs(work, 'ours', [], null, prof ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${prof}`] } : {});
     ats = await startTrafficServer(work);
     squid = await startSquid(work);
     httpProxy = await startHttpProxy();
