@@ -5,7 +5,7 @@ import { LRUCache } from 'lru-cache';
 import type { CacheConfig } from '../core/config';
 import type { CacheAction } from '../core/events';
 import { ProxyError, type Exchange } from '../core/exchange';
-import { abortOnClientClose, countBytes, relayResponse, responseHasNoBody, VIA_NAME } from '../core/forward';
+import { countBytes, fetchAsIs, relayResponse, responseHasNoBody, VIA_NAME } from '../core/forward';
 import { forwardResponseHeaders, requestHasBody } from '../core/headers';
 import { CorruptEntryError, DiskStore, hashKey, toRecord, type BodyWriter, type EntryMeta, type IndexRecord } from './disk';
 import {
@@ -1097,13 +1097,7 @@ export class Cache implements HttpCache {
   /** Unsafe methods go to the origin; a success invalidates the URL and its same-origin Location / Content-Location. */
   private async forwardUncached(ex: Exchange): Promise<void> {
     ex.cacheOutcome = 'fwd=method';
-    const upstream = await this.deps.origin.fetch({
-      method: ex.method,
-      url: ex.url,
-      headers: ex.forwardHeaders,
-      body: requestHasBody(ex.req.headers) ? ex.req : null,
-      signal: abortOnClientClose(ex).signal,
-    });
+    const upstream = await fetchAsIs(this.deps.origin, ex);
     const status = upstream.statusCode ?? 502;
     if (UNSAFE_METHODS.has(ex.method) && status >= 200 && status < 400) {
       this.invalidateUrl(ex.url.href, `${ex.method} ${status}`);
@@ -1132,13 +1126,7 @@ export class Cache implements HttpCache {
 
   private async bypass(ex: Exchange, cacheStatus: string): Promise<void> {
     ex.cacheOutcome = cacheStatus;
-    const upstream = await this.deps.origin.fetch({
-      method: ex.method,
-      url: ex.url,
-      headers: ex.forwardHeaders,
-      body: requestHasBody(ex.req.headers) ? ex.req : null,
-      signal: abortOnClientClose(ex).signal,
-    });
+    const upstream = await fetchAsIs(this.deps.origin, ex);
     return relayResponse(ex, upstream, ['Cache-Status', `caching-proxy; ${cacheStatus}`]);
   }
 

@@ -102,17 +102,18 @@ export function abortOnClientClose(ex: Exchange): AbortController {
   return controller;
 }
 
+/** Sends the client's request on to its origin as it came (body streamed); aborted if the client leaves. */
+export function fetchAsIs(origin: Origin, ex: Exchange): Promise<IncomingMessage> {
+  return origin.fetch({
+    method: ex.method,
+    url: ex.url,
+    headers: ex.forwardHeaders,
+    body: requestHasBody(ex.req.headers) ? ex.req : null,
+    signal: abortOnClientClose(ex).signal,
+  });
+}
+
 /** The plain forwarding handler: every method, bodies streamed both ways. */
 export function createPassThrough(origin: Origin): RequestHandler {
-  return async (ex) => {
-    const controller = abortOnClientClose(ex);
-    const upstream = await origin.fetch({
-      method: ex.method,
-      url: ex.url,
-      headers: ex.forwardHeaders,
-      body: requestHasBody(ex.req.headers) ? ex.req : null,
-      signal: controller.signal,
-    });
-    await relayResponse(ex, upstream);
-  };
+  return async (ex) => relayResponse(ex, await fetchAsIs(origin, ex));
 }
