@@ -35,6 +35,11 @@ export interface UpstreamRequest {
   body?: Readable | Buffer | null;
   /** Aborting destroys the upstream request. */
   signal?: AbortSignal;
+  /**
+   * The client response this request is for: if the client leaves before that response is
+   * complete, the upstream request is destroyed. Cheaper than an AbortSignal per request.
+   */
+  client?: ServerResponse;
 }
 
 /** Reaches origins, directly or through the upstream proxy, over pooled keep-alive connections. */

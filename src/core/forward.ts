@@ -93,15 +93,6 @@ function finished(res: ServerResponse): Promise<void> {
   });
 }
 
-/** Aborts the upstream request when the client goes away before its response is complete. */
-export function abortOnClientClose(ex: Exchange): AbortController {
-  const controller = new AbortController();
-  ex.res.once('close', () => {
-    if (!ex.res.writableFinished) controller.abort();
-  });
-  return controller;
-}
-
 /** Sends the client's request on to its origin as it came (body streamed); aborted if the client leaves. */
 export function fetchAsIs(origin: Origin, ex: Exchange): Promise<IncomingMessage> {
   return origin.fetch({
@@ -109,7 +100,7 @@ export function fetchAsIs(origin: Origin, ex: Exchange): Promise<IncomingMessage
     url: ex.url,
     headers: ex.forwardHeaders,
     body: requestHasBody(ex.req.headers) ? ex.req : null,
-    signal: abortOnClientClose(ex).signal,
+    client: ex.res,
   });
 }
 

@@ -93,7 +93,10 @@ export class OriginClient implements Origin {
     options.headers = headers;
     const target = route.proxy ? `${url.host} via upstream proxy ${route.proxy.host}` : url.host;
     const signal = request.signal;
-    if (signal?.aborted) return Promise.reject(describeNetworkError(new Error('aborted'), target, signal));
+    const clientRes = request.client;
+    if (signal?.aborted || (clientRes?.destroyed && !clientRes.writableFinished)) {
+      return Promise.reject(describeNetworkError(abortError(), target, signal));
+    }
 
     return new Promise((resolve, reject) => {
       const req = client.request(options);
@@ -101,9 +104,17 @@ export class OriginClient implements Origin {
       // The abort signal is wired by hand rather than through the `signal` option: Node's version
       // also attaches end-of-stream tracking (half a dozen listeners) to every request.
       if (signal) {
-        const onAbort = () => req.destroy(Object.assign(new Error('The operation was aborted'), { name: 'AbortError', code: 'ABORT_ERR' }));
+        const onAbort = () => req.destroy(abortError());
         signal.addEventListener('abort', onAbort, { once: true });
         req.once('close', () => signal.removeEventListener('abort', onAbort));
+      }
+      if (clientRes) {
+        // A plain listener: an AbortController per request cost about a seventh of the relay's CPU.
+        const onClientClose = () => {
+          if (!clientRes.writableFinished) req.destroy(abortError());
+        };
+        clientRes.once('close', onClientClose);
+        req.once('close', () => clientRes.removeListener('close', onClientClose));
       }
       let settled = false;
       req.setTimeout(this.timeoutMs, () => {
@@ -168,6 +179,10 @@ function releaseParserOnClose(socket: object): void {
       parser.close();
     }
   });
+}
+
+function abortError(): Error {
+  return Object.assign(new Error('The operation was aborted'), { name: 'AbortError', code: 'ABORT_ERR' });
 }
 
 export function describeNetworkError(err: NodeJS.ErrnoException, target: string, signal?: AbortSignal): ProxyError {
