@@ -4,7 +4,7 @@ import CachePolicy from 'http-cache-semantics';
 import { LRUCache } from 'lru-cache';
 import type { CacheConfig } from '../core/config';
 import type { CacheAction } from '../core/events';
-import { ProxyError, type Exchange } from '../core/exchange';
+import { ProxyError, type Exchange, type UpstreamRequest } from '../core/exchange';
 import { countBytes, fetchAsIs, relayResponse, responseHasNoBody, VIA_NAME } from '../core/forward';
 import { forwardResponseHeaders, requestHasBody } from '../core/headers';
 import { CorruptEntryError, DiskStore, hashKey, toRecord, type BodyWriter, type EntryMeta, type IndexRecord } from './disk';
@@ -544,7 +544,7 @@ export class Cache implements HttpCache {
       method: 'GET',
       url: target,
       headers,
-      signal: ex ? this.abortUnlessAwaited(ex, fill) : this.shutdown.signal,
+      ...(ex ? this.abortUnlessAwaited(ex, fill) : { signal: this.shutdown.signal }),
     });
     const plan: Plan = {
       url: target,
@@ -560,12 +560,9 @@ export class Cache implements HttpCache {
   }
 
   /** Cancels the origin request when its client goes away, unless coalesced requests wait for the body. */
-  private abortUnlessAwaited(ex: Exchange, fill: Fill | null): AbortSignal {
-    const controller = new AbortController();
-    ex.res.once('close', () => {
-      if (!ex.res.writableFinished && (fill?.waiters ?? 0) === 0) controller.abort();
-    });
-    return controller.signal;
+  /** The origin request stops when its client leaves, unless other requests wait for its response. */
+  private abortUnlessAwaited(ex: Exchange, fill: Fill | null): Pick<UpstreamRequest, 'client' | 'othersWaiting'> {
+    return { client: ex.res, othersWaiting: () => (fill?.waiters ?? 0) > 0 };
   }
 
   /** Decides whether a fresh origin response is stored; relays it to the client either way. */
@@ -1013,7 +1010,7 @@ export class Cache implements HttpCache {
     ex.cacheOutcome = `fwd=${fwd}`;
     let upstream: IncomingMessage;
     try {
-      upstream = await this.deps.origin.fetch({ method: 'GET', url: ex.url, headers: conditional, signal: this.abortUnlessAwaited(ex, fill) });
+      upstream = await this.deps.origin.fetch({ method: 'GET', url: ex.url, headers: conditional, ...this.abortUnlessAwaited(ex, fill) });
     } catch (err) {
       if (err instanceof ProxyError && err.status === 499) throw err;
       if (stillUsableOnError(meta.policy, policyReq)) {

@@ -37,9 +37,11 @@ export interface UpstreamRequest {
   signal?: AbortSignal;
   /**
    * The client response this request is for: if the client leaves before that response is
-   * complete, the upstream request is destroyed. Cheaper than an AbortSignal per request.
+   * complete, the upstream request is destroyed (unless `othersWaiting` says other requests
+   * still need it). Cheaper than an AbortSignal per request.
    */
   client?: ServerResponse;
+  othersWaiting?: () => boolean;
 }
 
 /** Reaches origins, directly or through the upstream proxy, over pooled keep-alive connections. */

@@ -111,7 +111,7 @@ export class OriginClient implements Origin {
       if (clientRes) {
         // A plain listener: an AbortController per request cost about a seventh of the relay's CPU.
         const onClientClose = () => {
-          if (!clientRes.writableFinished) req.destroy(abortError());
+          if (!clientRes.writableFinished && !request.othersWaiting?.()) req.destroy(abortError());
         };
         clientRes.once('close', onClientClose);
         req.once('close', () => clientRes.removeListener('close', onClientClose));
