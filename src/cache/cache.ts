@@ -5,8 +5,8 @@ import { LRUCache } from 'lru-cache';
 import type { CacheConfig } from '../core/config';
 import type { CacheAction } from '../core/events';
 import { ProxyError, type Exchange, type UpstreamRequest } from '../core/exchange';
-import { countBytes, fetchAsIs, relayResponse, responseHasNoBody, VIA_NAME } from '../core/forward';
-import { forwardResponseHeaders, requestHasBody } from '../core/headers';
+import { countBytes, fetchAsIs, relayResponse, responseHasNoBody, VIA_NAME, writeUpstreamHead } from '../core/forward';
+import { requestHasBody } from '../core/headers';
 import { CorruptEntryError, DiskStore, hashKey, toRecord, type BodyWriter, type EntryMeta, type IndexRecord } from './disk';
 import {
   contentTypeMatcher,
@@ -643,11 +643,8 @@ export class Cache implements HttpCache {
   ): Promise<void> {
     const res = ex?.res ?? null;
     if (ex && res) {
-      let raw = forwardResponseHeaders(upstream.rawHeaders, upstream.httpVersion, VIA_NAME);
-      if (ex.rewriteHeaders) raw = ex.rewriteHeaders(raw);
-      raw.push('Cache-Status', `caching-proxy; ${s.cacheStatus}`);
       ex.cacheOutcome = s.cacheStatus;
-      res.writeHead(s.status, upstream.statusMessage, raw);
+      writeUpstreamHead(ex, upstream, ['Cache-Status', `caching-proxy; ${s.cacheStatus}`]);
     }
     const maxObject = this.maxObjectBytes();
     let writer: BodyWriter | null = null;

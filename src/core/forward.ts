@@ -33,17 +33,26 @@ export function responseHasNoBody(method: string, status: number): boolean {
  */
 export function relayResponse(ex: Exchange, upstream: IncomingMessage, extraHeaders: string[] = []): Promise<void> {
   const { res } = ex;
-  let raw = forwardResponseHeaders(upstream.rawHeaders, upstream.httpVersion, VIA_NAME);
-  if (ex.rewriteHeaders) raw = ex.rewriteHeaders(raw);
-  if (extraHeaders.length) raw.push(...extraHeaders);
-  const status = upstream.statusCode ?? 502;
-  res.writeHead(status, upstream.statusMessage, raw);
+  const status = writeUpstreamHead(ex, upstream, extraHeaders);
   if (responseHasNoBody(ex.method, status)) {
     upstream.resume();
     res.end();
     return finished(res);
   }
   return pipeBody(upstream, res);
+}
+
+/**
+ * Writes an upstream response's status and headers to the client: hop-by-hop removed, Via
+ * added, path-style redirects rewritten, then `extraHeaders`. Returns the status written.
+ */
+export function writeUpstreamHead(ex: Exchange, upstream: IncomingMessage, extraHeaders: string[] = []): number {
+  let raw = forwardResponseHeaders(upstream.rawHeaders, upstream.httpVersion, VIA_NAME);
+  if (ex.rewriteHeaders) raw = ex.rewriteHeaders(raw);
+  if (extraHeaders.length) raw.push(...extraHeaders);
+  const status = upstream.statusCode ?? 502;
+  ex.res.writeHead(status, upstream.statusMessage, raw);
+  return status;
 }
 
 /** Pipes a body into the client response; destroys both ends on failure so nothing leaks. */

@@ -3,8 +3,6 @@ import type * as vscode from 'vscode';
 /** Hosts a terminal's clients should reach directly, not through the local proxy. */
 const ALWAYS_DIRECT = ['localhost', '127.0.0.1', '::1'];
 
-export const PROXY_ENV_NAMES = ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy', 'NO_PROXY', 'no_proxy', 'NODE_USE_ENV_PROXY'] as const;
-
 /** Points new integrated terminals at the proxy while it runs. */
 export class TerminalProxyEnv {
   constructor(private readonly collection: vscode.GlobalEnvironmentVariableCollection) {
