@@ -28,6 +28,7 @@ export class RunningProxy {
     const passThrough = createPassThrough(originRef);
     const cache = await createCache(config.cache, { events, origin: originRef, passThrough });
     const server = new ProxyServer(config, events, origin, config.cache.policy === 'off' ? passThrough : cache.handler);
+    server.setQuickResponder(config.cache.policy === 'off' ? null : cache.quick);
     let address: ListenAddress;
     try {
       address = await server.listen();
@@ -68,6 +69,7 @@ export class RunningProxy {
       prev.noProxy.join(',') !== next.noProxy.join(',');
     await this.cache.updateConfig(next.cache);
     const handler = next.cache.policy === 'off' ? this.passThrough : this.cache.handler;
+    const quick = next.cache.policy === 'off' ? null : this.cache.quick;
     if (originChanged) {
       const old = this.origin;
       this.origin = new OriginClient(next);
@@ -77,6 +79,7 @@ export class RunningProxy {
     }
     if (serverChanged) {
       const server = new ProxyServer(next, this.events, this.origin, handler);
+      server.setQuickResponder(quick);
       if (prev.port !== next.port) {
         // Bind the new listener first: if the port is taken, the old one keeps serving.
         this._address = await server.listen();
@@ -88,6 +91,7 @@ export class RunningProxy {
       this.server = server;
     } else {
       this.server.setHandler(handler);
+      this.server.setQuickResponder(quick);
     }
     this._config = next;
   }

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import CachePolicy from 'http-cache-semantics';
 import { LRUCache } from 'lru-cache';
 import type { CacheConfig } from '../core/config';
 import type { CacheAction } from '../core/events';
-import { ProxyError, type Exchange, type UpstreamRequest } from '../core/exchange';
+import { ProxyError, type Exchange, type QuickAnswer, type QuickResponder, type UpstreamRequest } from '../core/exchange';
 import { countBytes, fetchAsIs, relayResponse, responseHasNoBody, VIA_NAME, writeUpstreamHead } from '../core/forward';
 import { requestHasBody } from '../core/headers';
 import { CorruptEntryError, DiskStore, hashKey, toRecord, type BodyWriter, type EntryMeta, type IndexRecord } from './disk';
@@ -30,6 +30,13 @@ const PREFETCH_MAX_HTML = 2 * MiB;
 /** Links waiting to be prefetched; beyond this, new pages' links are dropped (browsing outpaces the origin). */
 const PREFETCH_QUEUE_MAX = 1000;
 const RESOLVED = Promise.resolve();
+/** Up to this body size a quick answer is kept as one buffer, head and body, sent in one write. */
+const QUICK_WHOLE_MAX = 16 * 1024;
+
+/** A request that asks for nothing but a stored response: no directives, validators or ranges of its own. */
+function asksOnlyForStored(h: IncomingHttpHeaders): boolean {
+  return h['cache-control'] === undefined && h.pragma === undefined && h['if-none-match'] === undefined && h['if-modified-since'] === undefined && h.range === undefined;
+}
 
 /** What the hot path needs of an entry once its metadata is loaded. */
 interface LoadedMeta {
@@ -47,6 +54,8 @@ interface LoadedMeta {
   mustRevalidate: boolean;
   /** The request headers this entry was stored for (host + Vary-named), for background revalidation. */
   requestHeaders: Record<string, string>;
+  /** The serialised quick-path answer, rebuilt each second (Age, ttl and Date change by the second). */
+  quick?: { second: number; answer: QuickAnswer };
 }
 
 interface Entry extends IndexRecord {
@@ -127,29 +136,67 @@ export class Cache implements HttpCache {
     const h = ex.req.headers;
     if (
       (ex.method === 'GET' || ex.method === 'HEAD') &&
-      h['cache-control'] === undefined &&
-      h.pragma === undefined &&
-      h['if-none-match'] === undefined &&
-      h['if-modified-since'] === undefined &&
-      h.range === undefined &&
+      asksOnlyForStored(h) &&
       // A GET/HEAD with a body is not answered before its body has been read (and checked) by the slow path.
       h['transfer-encoding'] === undefined &&
       (h['content-length'] === undefined || h['content-length'] === '0') &&
       this.config.policy !== 'offline'
     ) {
-      const href = ex.url.href;
-      const entry = this.index.get(this.keyFor(href, h));
-      if (entry !== undefined && entry.body !== null && entry.meta !== null && entry.meta.fastOk) {
-        const now = Date.now();
-        if (now < entry.freshUntil) {
-          this.hot?.get(entry.key);
-          this.serveBody(ex, entry, entry.body, `hit; ttl=${Math.round((entry.freshUntil - now) / 1000)}`, false);
-          return RESOLVED;
-        }
+      const entry = this.freshInMemory(ex.url.href, h);
+      if (entry !== null) {
+        this.serveBody(ex, entry, entry.body!, `hit; ttl=${Math.round((entry.freshUntil - Date.now()) / 1000)}`, false);
+        return RESOLVED;
       }
     }
     return this.handle(ex);
   };
+
+  /** The server's quick path (plain GET/HEAD, no body): a fresh in-memory hit, serialised, or null. */
+  readonly quick: QuickResponder = (request) => {
+    if (this.config.policy === 'offline' || !asksOnlyForStored(request.headers)) return null;
+    const entry = this.freshInMemory(request.href, request.headers);
+    if (entry === null || responseHasNoBody('GET', entry.status)) return null;
+    this.hits++;
+    entry.hits++;
+    if (this.deps.events.active) this.emit('hit', entry.url, { key: entry.key, status: entry.status, size: entry.size });
+    return this.quickAnswer(entry, entry.meta!, entry.body!);
+  };
+
+  /** A stored response that answers a plain request as it is: in memory, fresh, no policy evaluation needed. */
+  private freshInMemory(href: string, headers: IncomingHttpHeaders): Entry | null {
+    const entry = this.index.get(this.keyFor(href, headers));
+    if (entry === undefined || entry.body === null || entry.meta === null || !entry.meta.fastOk || Date.now() >= entry.freshUntil) return null;
+    this.hot?.get(entry.key);
+    return entry;
+  }
+
+  private quickAnswer(entry: Entry, meta: LoadedMeta, body: Buffer): QuickAnswer {
+    const now = Date.now();
+    const second = Math.floor(now / 1000);
+    const prepared = meta.quick;
+    if (prepared !== undefined && prepared.second === second && prepared.answer.body === body) return prepared.answer;
+    const outcome = `hit; ttl=${Math.round((entry.freshUntil - now) / 1000)}`;
+    let head = `HTTP/1.1 ${entry.status} ${meta.statusMessage || STATUS_CODES[entry.status] || 'Unknown'}\r\n`;
+    const raw = meta.raw;
+    for (let i = 0; i < raw.length; i += 2) {
+      const lower = raw[i].toLowerCase();
+      // The stored body's own length frames it, whatever the origin's framing was.
+      if (lower !== 'content-length' && lower !== 'transfer-encoding') head += `${raw[i]}: ${raw[i + 1]}\r\n`;
+    }
+    head +=
+      `Age: ${Math.round(meta.policy.age())}\r\nCache-Status: caching-proxy; ${outcome}\r\n` +
+      `Date: ${new Date(now).toUTCString()}\r\nContent-Length: ${body.length}\r\n\r\n`;
+    const headBytes = Buffer.from(head, 'latin1');
+    const answer: QuickAnswer = {
+      status: entry.status,
+      head: headBytes,
+      body,
+      whole: body.length <= QUICK_WHOLE_MAX ? Buffer.concat([headBytes, body]) : null,
+      outcome,
+    };
+    meta.quick = { second, answer };
+    return answer;
+  }
 
   constructor(
     config: CacheConfig,

@@ -1,6 +1,6 @@
 import type { CacheConfig } from '../core/config';
 import type { EventBus } from '../core/events';
-import type { Origin, RequestHandler } from '../core/exchange';
+import type { Origin, QuickResponder, RequestHandler } from '../core/exchange';
 
 /** What the UI shows of one stored response. Plain JSON: it crosses the IPC boundary. */
 export interface CacheEntrySummary {
@@ -40,6 +40,8 @@ export interface CacheStats {
 /** The cache as the rest of the program sees it: a request handler plus the operations the UI needs. */
 export interface HttpCache {
   readonly handler: RequestHandler;
+  /** Fresh in-memory hits for the server's quick path (see core/quickFront.ts). */
+  readonly quick: QuickResponder;
   list(): CacheEntrySummary[];
   read(key: string): Promise<StoredResponse | null>;
   purge(key: string): Promise<boolean>;

@@ -64,3 +64,33 @@ export class ProxyError extends Error {
     this.name = 'ProxyError';
   }
 }
+
+/**
+ * A request the server could read without Node's HTTP parser: GET or HEAD, an absolute http URL,
+ * HTTP/1.1, no body, each header field once, nothing that changes framing. See quickFront.ts.
+ */
+export interface QuickRequest {
+  method: 'GET' | 'HEAD';
+  /** The normalised absolute URL, as `new URL(target).href` gives it. */
+  href: string;
+  /** Lower-case names, one value each. */
+  headers: Record<string, string>;
+}
+
+/** A complete response, serialised, that answers a QuickRequest. */
+export interface QuickAnswer {
+  status: number;
+  /** Status line and header fields, through the blank line; carries Content-Length. */
+  head: Buffer;
+  body: Buffer;
+  /** head + body in one buffer (one write) when the body is small; otherwise null. */
+  whole: Buffer | null;
+  /** What the answerer did, for the log (e.g. the Cache-Status parameters). */
+  outcome: string;
+}
+
+/**
+ * Answers a QuickRequest synchronously, or returns null to have it go the ordinary way (a Node
+ * IncomingMessage/ServerResponse pair and the RequestHandler). The cache's fresh hits use it.
+ */
+export type QuickResponder = (request: QuickRequest) => QuickAnswer | null;

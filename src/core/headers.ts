@@ -96,7 +96,7 @@ const SINGLE_VALUED = new Set([
 ]);
 
 /** RFC 3986 uri-host [ ":" port ] (RFC 9112 §3.2). */
-const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/;
+export const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/;
 
 export interface HeadProblem {
   status: number;

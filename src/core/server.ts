@@ -5,9 +5,10 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { ProxyConfig } from './config';
 import type { EventBus } from './events';
-import { ProxyError, type Exchange, type RequestHandler } from './exchange';
+import { ProxyError, type Exchange, type QuickAnswer, type QuickResponder, type RequestHandler } from './exchange';
 import { bodyBytes, countBytes, VIA_NAME } from './forward';
-import { appendVia, forwardRequestHeaders, requestHasBody, requestHeadProblem } from './headers';
+import { appendVia, forwardRequestHeaders, HOST_VALUE, requestHasBody, requestHeadProblem } from './headers';
+import { parseSimpleRequest } from './quickFront';
 import type { OriginClient } from './origin';
 import { describeNetworkError } from './origin';
 import { parsePathStyle, pathStyleRewriter } from './pathStyle';
@@ -73,6 +74,16 @@ class ExchangeImpl implements Exchange {
 export class ProxyServer {
   private readonly server: http.Server;
   private handler: RequestHandler;
+  private quick: QuickResponder | null = null;
+  /** Node's own 'connection' listener: a connection the quick path declines is handed to it. */
+  private readonly nodeConnectionListeners: ((socket: net.Socket) => void)[];
+  /** Connections still read by the quick path (not yet handed to Node's parser). */
+  private readonly quickSockets = new Set<net.Socket>();
+  /** Absolute target as sent -> its normalised href, or null when the quick path must not take it. */
+  private readonly quickTargets = new Map<string, string | null>();
+  private readonly onQuickData: (this: net.Socket, chunk: Buffer) => void;
+  private readonly onQuickEnd: (this: net.Socket) => void;
+  private readonly onQuickClose: (this: net.Socket) => void;
   private address: ListenAddress | null = null;
   private readonly localAddresses = new Set<string>();
   private readonly tunnels = new Set<Duplex>();
@@ -113,7 +124,31 @@ export class ProxyServer {
     this.server.on('connect', (req, socket, head) => this.onConnect(req, socket, head));
     this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
     this.server.on('clientError', (err, socket) => this.onClientError(err as NodeJS.ErrnoException, socket));
-    this.server.on('connection', (socket: net.Socket) => socket.setTimeout(idleMs, () => socket.destroy()));
+    this.nodeConnectionListeners = this.server.listeners('connection') as ((socket: net.Socket) => void)[];
+    this.server.removeAllListeners('connection');
+    this.onQuickData = function (this: net.Socket, chunk: Buffer) {
+      server.quickData(this, chunk);
+    };
+    this.onQuickEnd = function (this: net.Socket) {
+      this.end();
+    };
+    this.onQuickClose = function (this: net.Socket) {
+      server.quickSockets.delete(this);
+    };
+    this.server.on('connection', (socket: net.Socket) => {
+      socket.setTimeout(idleMs, () => socket.destroy());
+      if (this.quick === null) return this.handOver(socket, null);
+      this.quickSockets.add(socket);
+      socket.on('data', this.onQuickData);
+      socket.on('end', this.onQuickEnd);
+      socket.on('close', this.onQuickClose);
+      socket.on('error', destroySocket);
+    });
+  }
+
+  /** Answers from `quick` the requests it can, on connections no request has left the quick path on yet. */
+  setQuickResponder(quick: QuickResponder | null): void {
+    this.quick = quick;
   }
 
   setHandler(handler: RequestHandler): void {
@@ -123,6 +158,88 @@ export class ProxyServer {
   /** New upstream/timeout settings take effect for the next request; open connections are untouched. */
   setOrigin(origin: OriginClient): void {
     this.origin = origin;
+  }
+
+  /**
+   * One chunk from a connection still on the quick path. A simple request with a ready answer
+   * is answered here; anything else hands the connection, this chunk first, to Node's parser
+   * for good (requests after it on that connection take the ordinary path).
+   */
+  private quickData(socket: net.Socket, chunk: Buffer): void {
+    const quick = this.quick;
+    const head = quick === null ? null : parseSimpleRequest(chunk, this.config.maxHeaderBytes);
+    if (head === null) return this.handOver(socket, chunk);
+    const href = this.quickTarget(head.target);
+    if (href === null || head.headers.via?.includes(this.viaName) || !HOST_VALUE.test(head.headers.host) || !this.authorizedBy(head.headers['proxy-authorization'])) {
+      return this.handOver(socket, chunk);
+    }
+    const started = this.events.active ? performance.now() : 0;
+    const answer = quick!({ method: head.method, href, headers: head.headers });
+    if (answer === null) return this.handOver(socket, chunk);
+    let flushed: boolean;
+    if (head.method === 'HEAD') flushed = socket.write(answer.head);
+    else if (answer.whole !== null) flushed = socket.write(answer.whole);
+    else {
+      socket.cork();
+      socket.write(answer.head);
+      flushed = socket.write(answer.body);
+      socket.uncork();
+    }
+    if (!flushed) {
+      // A client that sends requests without reading the answers is not read until it does.
+      socket.pause();
+      socket.once('drain', () => socket.resume());
+    }
+    if (this.events.active) this.quickEvents(head.method, href, answer, started);
+  }
+
+  private quickEvents(method: string, url: string, answer: QuickAnswer, started: number): void {
+    const id = nextExchangeId++;
+    this.events.emit({ type: 'request', id, method, url, httpVersion: '1.1' });
+    this.events.emit({
+      type: 'response',
+      id,
+      method,
+      url,
+      status: answer.status,
+      bytes: method === 'HEAD' ? 0 : answer.body.length,
+      durationMs: performance.now() - started,
+      cache: answer.outcome,
+    });
+  }
+
+  /** The href of an absolute http target the quick path may serve, or null (routing, loops and errors are the ordinary path's). */
+  private quickTarget(target: string): string | null {
+    let href = this.quickTargets.get(target);
+    if (href !== undefined) return href;
+    href = null;
+    const authority = /^http:\/\/([^/?#]*)/.exec(target)![1];
+    if (AUTHORITY.test(authority) && !target.includes('\\')) {
+      try {
+        const url = new URL(target);
+        const port = Number(url.port || 80);
+        if (url.hostname && !this.targetsSelf(url.hostname, port)) href = url.href;
+      } catch {
+        // Not a URL: the ordinary path explains why.
+      }
+    }
+    if (this.quickTargets.size >= 1000) this.quickTargets.clear();
+    this.quickTargets.set(target, href);
+    return href;
+  }
+
+  /** From now on Node's HTTP server reads this connection; `chunk` is the first it sees. */
+  private handOver(socket: net.Socket, chunk: Buffer | null): void {
+    if (chunk !== null) {
+      this.quickSockets.delete(socket);
+      socket.removeListener('data', this.onQuickData);
+      socket.removeListener('end', this.onQuickEnd);
+      socket.removeListener('close', this.onQuickClose);
+      socket.removeListener('error', destroySocket);
+    }
+    for (const listener of this.nodeConnectionListeners) listener.call(this.server, socket);
+    // Node's listener is reading the socket now: the chunk is delivered to it at once, ahead of any later bytes.
+    if (chunk !== null) socket.unshift(chunk);
   }
 
   listen(): Promise<ListenAddress> {
@@ -166,6 +283,8 @@ export class ProxyServer {
     if (!this.server.listening) return;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
+    // Quick-path connections are idle between requests (each is answered at once): close them after what is being written.
+    for (const s of this.quickSockets) s.end();
     for (const t of this.tunnels) t.destroy();
     const deadline = Date.now() + graceMs;
     while (this.inFlight.size > 0 && Date.now() < deadline) {
@@ -173,6 +292,7 @@ export class ProxyServer {
       this.server.closeIdleConnections();
     }
     this.server.closeAllConnections();
+    for (const s of this.quickSockets) s.destroy();
     await closed;
     this.events.emit({ type: 'closed' });
   }
@@ -191,8 +311,11 @@ export class ProxyServer {
   }
 
   private authorized(req: http.IncomingMessage): boolean {
+    return this.authorizedBy(req.headers['proxy-authorization']);
+  }
+
+  private authorizedBy(given: string | undefined): boolean {
     if (!this.expectedAuth) return true;
-    const given = req.headers['proxy-authorization'];
     if (typeof given !== 'string') return false;
     const buf = Buffer.from(given.trim());
     return buf.length === this.expectedAuth.length && timingSafeEqual(buf, this.expectedAuth);
@@ -551,6 +674,10 @@ function writeRawResponse(socket: Duplex, status: number, message: string, heade
   const lines = [`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}`, 'Content-Type: text/plain; charset=utf-8', `Content-Length: ${body.length}`, 'Connection: close'];
   for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
   socket.end(Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n'), body]));
+}
+
+function destroySocket(this: net.Socket): void {
+  this.destroy();
 }
 
 /** RFC 3986 host [ ":" port ], non-empty host. */

@@ -1,0 +1,55 @@
+/**
+ * The strict reader behind the server's quick path. Node's HTTP server costs a parser callback,
+ * an IncomingMessage and a ServerResponse per request, about as much as a whole cache hit; for
+ * the plainest requests (a GET or HEAD of an absolute http URL, read in one chunk) the server
+ * reads the head here instead and, if the QuickResponder has the answer, writes it to the socket.
+ *
+ * This reader never rejects anything. Whatever it does not fully understand (another method or
+ * version, a body, a folded or repeated field, a control character, a partial or pipelined head)
+ * it declines, and the connection goes to Node's parser, which answers it the ordinary way.
+ */
+
+export interface SimpleRequestHead {
+  method: 'GET' | 'HEAD';
+  /** The absolute-form target as sent, e.g. http://example.com/a?b. */
+  target: string;
+  /** Lower-case names, one value each, surrounding whitespace removed. */
+  headers: Record<string, string>;
+}
+
+const REQUEST_LINE = /^(GET|HEAD) (http:\/\/[!-~]+) HTTP\/1\.1$/;
+const FIELD_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*(.*?)[ \t]*$/;
+/** Any control character but HTAB, and any CR or LF that is not part of a CRLF. */
+const STRAY_CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n/;
+const CRLF_CRLF = Buffer.from('\r\n\r\n');
+
+/** Fields that change how the message is framed or carried: such requests take Node's parser. */
+const FRAMING = new Set(['content-length', 'transfer-encoding', 'upgrade', 'expect', 'te', 'trailer']);
+
+/**
+ * Reads `chunk` as exactly one complete request head of the simple kind, or returns null.
+ * Null means "not for the quick path", never "malformed".
+ */
+export function parseSimpleRequest(chunk: Buffer, maxHeadBytes: number): SimpleRequestHead | null {
+  const length = chunk.length;
+  if (length < 20 || length > maxHeadBytes) return null;
+  // Exactly one head, ending the chunk: no body bytes, no pipelined request behind it.
+  if (chunk.indexOf(CRLF_CRLF) !== length - 4) return null;
+  const text = chunk.toString('latin1', 0, length - 4);
+  if (STRAY_CONTROL.test(text)) return null;
+  const lines = text.split('\r\n');
+  const requestLine = REQUEST_LINE.exec(lines[0]);
+  if (requestLine === null) return null;
+  const headers: Record<string, string> = {};
+  for (let i = 1; i < lines.length; i++) {
+    const field = FIELD_LINE.exec(lines[i]);
+    if (field === null) return null;
+    const name = field[1].toLowerCase();
+    if (headers[name] !== undefined || FRAMING.has(name)) return null;
+    const value = field[2];
+    if ((name === 'connection' || name === 'proxy-connection') && value.toLowerCase() !== 'keep-alive') return null;
+    headers[name] = value;
+  }
+  if (headers.host === undefined) return null;
+  return { method: requestLine[1] as 'GET' | 'HEAD', target: requestLine[2], headers };
+}

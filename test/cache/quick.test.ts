@@ -1,0 +1,228 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as net from 'node:net';
+import { sleep, viaProxy } from '../helpers/net';
+import { withProxy } from './origin';
+
+/**
+ * The server answers plain GET/HEAD hits on its quick path (core/quickFront.ts) and hands a
+ * connection to Node's parser at the first request it declines. These tests speak raw HTTP on
+ * one keep-alive connection, as curl and browsers do, and check what the client receives.
+ */
+
+interface RawResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** A client connection that reads responses one by one, framed by Content-Length. */
+class RawClient {
+  private buffer = Buffer.alloc(0);
+  private waiting: (() => void) | null = null;
+  closed = false;
+  readonly socket: net.Socket;
+
+  private constructor(socket: net.Socket) {
+    this.socket = socket;
+    socket.on('data', (c: Buffer) => {
+      this.buffer = Buffer.concat([this.buffer, c]);
+      this.waiting?.();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.waiting?.();
+    });
+  }
+
+  static connect(port: number): Promise<RawClient> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect(port, '127.0.0.1', () => resolve(new RawClient(socket)));
+      socket.setNoDelay(true);
+      socket.once('error', reject);
+    });
+  }
+
+  send(data: string): void {
+    this.socket.write(data);
+  }
+
+  private async until(ready: () => boolean, what: string): Promise<void> {
+    const deadline = Date.now() + 5000;
+    while (!ready()) {
+      if (this.closed) throw new Error(`connection closed while waiting for ${what}; got ${JSON.stringify(this.buffer.toString('latin1'))}`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.buffer.toString('latin1'))}`);
+      await new Promise<void>((r) => {
+        this.waiting = r;
+        setTimeout(r, 50);
+      });
+    }
+  }
+
+  /** The next response on the connection; `head` when it answers a HEAD (no body follows). */
+  async response(head = false): Promise<RawResponse> {
+    await this.until(() => this.buffer.indexOf('\r\n\r\n') >= 0, 'a response head');
+    const end = this.buffer.indexOf('\r\n\r\n');
+    const lines = this.buffer.toString('latin1', 0, end).split('\r\n');
+    const headers: Record<string, string> = {};
+    for (const line of lines.slice(1)) {
+      const i = line.indexOf(':');
+      headers[line.slice(0, i).toLowerCase()] = line.slice(i + 1).trim();
+    }
+    assert.equal(headers['transfer-encoding'], undefined, 'these responses are framed by Content-Length');
+    const length = head ? 0 : Number(headers['content-length']);
+    await this.until(() => this.buffer.length >= end + 4 + length, 'a response body');
+    const body = this.buffer.toString('utf8', end + 4, end + 4 + length);
+    this.buffer = this.buffer.subarray(end + 4 + length);
+    return { status: Number(lines[0].split(' ')[1]), headers, body };
+  }
+
+  get pending(): number {
+    return this.buffer.length;
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+function get(target: string, extra = '', method = 'GET'): string {
+  return `${method} ${target} HTTP/1.1\r\nHost: ${new URL(target).host}\r\nUser-Agent: raw-test\r\nAccept: */*\r\n${extra}\r\n`;
+}
+
+test('quick path: a fresh hit on a keep-alive connection carries what an ordinary hit carries; a declined request hands the connection over and it keeps working', () =>
+  withProxy({}, async (origin, p) => {
+    const target = `${origin.url}/max-age`;
+    assert.equal((await viaProxy(p.port, target)).text, 'max-age v1');
+    // Connection: close is declined by the quick path: this hit is the ordinary path's, for comparison.
+    const ordinary = await viaProxy(p.port, target);
+    assert.match(String(ordinary.headers['cache-status']), /; hit; ttl=\d+$/);
+
+    const client = await RawClient.connect(p.port);
+    try {
+      const eventsBefore = p.events.length;
+      client.send(get(target));
+      const quick = await client.response();
+      assert.equal(quick.status, 200);
+      assert.equal(quick.body, 'max-age v1');
+      assert.match(quick.headers['cache-status'], /^caching-proxy; hit; ttl=\d+$/);
+      assert.equal(quick.headers['content-length'], String('max-age v1'.length));
+      const hopByHop = new Set(['connection', 'keep-alive', 'transfer-encoding']);
+      const names = (h: Record<string, unknown>) => Object.keys(h).filter((n) => !hopByHop.has(n)).sort();
+      assert.deepEqual(names(quick.headers), names(ordinary.headers), 'the same header fields as an ordinary hit');
+      for (const name of ['via', 'cache-control', 'content-type', 'etag', 'last-modified']) {
+        if (ordinary.headers[name] !== undefined) assert.equal(quick.headers[name], ordinary.headers[name], name);
+      }
+      assert.ok(Math.abs(Number(quick.headers.age) - Number(ordinary.headers.age)) <= 1);
+      assert.ok(Math.abs(Date.parse(quick.headers.date) - Date.now()) < 5000, 'a current Date');
+      // The log sees it like any other request.
+      const logged = p.events.slice(eventsBefore);
+      const response = logged.find((e) => e.type === 'response');
+      assert.ok(response && response.type === 'response' && response.url === target && response.status === 200 && /^hit/.test(response.cache ?? ''), JSON.stringify(logged));
+      assert.ok(logged.some((e) => e.type === 'request' && e.url === target));
+      assert.ok(logged.some((e) => e.type === 'cache' && e.action === 'hit'));
+
+      client.send(get(target, '', 'HEAD'));
+      const head = await client.response(true);
+      assert.equal(head.status, 200);
+      assert.equal(head.headers['content-length'], String('max-age v1'.length));
+
+      // A request the quick path declines (it carries a body) on the same connection: Node's parser takes over.
+      client.send(`POST ${origin.url}/no-store HTTP/1.1\r\nHost: ${new URL(target).host}\r\nContent-Length: 5\r\n\r\nhello`);
+      const posted = await client.response();
+      assert.equal(posted.body, 'no-store body');
+      client.send(get(target));
+      const after = await client.response();
+      assert.equal(after.body, 'max-age v1');
+      assert.match(after.headers['cache-status'], /; hit; /);
+      assert.equal(origin.count('/max-age'), 1, 'every repeat was a hit');
+      await sleep(50);
+      assert.equal(client.pending, 0, 'nothing but the responses asked for');
+    } finally {
+      client.close();
+    }
+  }));
+
+test('quick path: a head split across packets, pipelined requests and requests that ask the cache something are answered in order', () =>
+  withProxy({}, async (origin, p) => {
+    const a = `${origin.url}/max-age`;
+    const b = `${origin.url}/style.css`;
+    await viaProxy(p.port, a);
+    await viaProxy(p.port, b);
+
+    const split = await RawClient.connect(p.port);
+    try {
+      const request = get(a);
+      split.send(request.slice(0, 20));
+      await sleep(50);
+      split.send(request.slice(20));
+      const r = await split.response();
+      assert.equal(r.body, 'max-age v1');
+      assert.match(r.headers['cache-status'], /; hit; /);
+    } finally {
+      split.close();
+    }
+
+    const pipelined = await RawClient.connect(p.port);
+    try {
+      pipelined.send(get(a) + get(b) + get(a, '', 'HEAD') + get(a));
+      const bodies = [await pipelined.response(), await pipelined.response(), await pipelined.response(true), await pipelined.response()].map((r) => r.body);
+      assert.deepEqual(bodies, ['max-age v1', 'asset /style.css', '', 'max-age v1']);
+    } finally {
+      pipelined.close();
+    }
+
+    const asking = await RawClient.connect(p.port);
+    try {
+      // Each of these is for the cache's ordinary path: a directive, a validator the client holds.
+      asking.send(get(a));
+      assert.match((await asking.response()).headers['cache-status'], /; hit; /);
+      asking.send(get(a, 'Cache-Control: no-cache\r\n'));
+      assert.match((await asking.response()).headers['cache-status'], /fwd=request/);
+      const c = `${origin.url}/etag-fresh`;
+      await viaProxy(p.port, c);
+      asking.send(get(c, `If-None-Match: "v1"\r\n`));
+      const notModified = await asking.response(true);
+      assert.equal(notModified.status, 304);
+      assert.equal(origin.count('/etag-fresh'), 1, 'the cache itself told the client its copy is current');
+    } finally {
+      asking.close();
+    }
+    assert.equal(origin.count('/max-age'), 2, 'one miss and the no-cache reload');
+  }));
+
+test('quick path: a client that sends many requests without reading gets every answer, in order, and the proxy does not read ahead without bound', () =>
+  withProxy({ cache: { maxMemoryMB: 64 } }, async (origin, p) => {
+    const target = `${origin.url}/big?size=262144`;
+    const first = await viaProxy(p.port, target);
+    assert.equal(first.body.length, 262144);
+    const client = await RawClient.connect(p.port);
+    client.socket.pause();
+    try {
+      const n = 200;
+      const hitsBefore = p.proxy.cache.stats().hits;
+      const answered = () => p.proxy.cache.stats().hits - hitsBefore;
+      // One request at a time, each sent once the previous one is answered, until the proxy stops answering.
+      let sent = 0;
+      while (sent < n) {
+        client.send(get(target));
+        sent++;
+        const deadline = Date.now() + 300;
+        while (answered() < sent && Date.now() < deadline) await sleep(5);
+        if (answered() < sent) break;
+      }
+      // 200 x 256 KiB is far beyond what the socket buffers hold: a proxy still reading would have answered them all into memory.
+      assert.ok(sent < n, `answered all ${n} requests (${(n * 256) / 1024} MiB) while the client read nothing`);
+      client.socket.resume();
+      for (let i = 0; i < sent; i++) {
+        const r = await client.response();
+        assert.equal(r.status, 200);
+        assert.equal(r.headers['content-length'], '262144');
+        assert.equal(Buffer.byteLength(r.body, 'utf8'), 262144);
+      }
+      assert.equal(answered(), sent);
+      assert.equal(origin.count('/big?size=262144'), 1);
+    } finally {
+      client.close();
+    }
+  }));
