@@ -54,8 +54,9 @@ interface LoadedMeta {
   mustRevalidate: boolean;
   /** The request headers this entry was stored for (host + Vary-named), for background revalidation. */
   requestHeaders: Record<string, string>;
-  /** The serialised quick-path answer, rebuilt each second (Age, ttl and Date change by the second). */
-  quick?: { second: number; answer: QuickAnswer };
+  /** The serialised quick-path answer while the entry is hot, for `quickSecond` (Age, ttl and Date change by the second). */
+  quick?: QuickAnswer;
+  quickSecond?: number;
 }
 
 interface Entry extends IndexRecord {
@@ -170,11 +171,16 @@ export class Cache implements HttpCache {
     return entry;
   }
 
+  /**
+   * The serialised answer for an entry. It is kept on the entry only while the entry is hot (asked
+   * for again within the same second): with 100,000 entries each asked for now and then, keeping
+   * one per entry cost more in memory and GC than building it.
+   */
   private quickAnswer(entry: Entry, meta: LoadedMeta, body: Buffer): QuickAnswer {
     const now = Date.now();
     const second = Math.floor(now / 1000);
-    const prepared = meta.quick;
-    if (prepared !== undefined && prepared.second === second && prepared.answer.body === body) return prepared.answer;
+    const hot = meta.quickSecond === second;
+    if (hot && meta.quick !== undefined && meta.quick.body === body) return meta.quick;
     const outcome = `hit; ttl=${Math.round((entry.freshUntil - now) / 1000)}`;
     let head = `HTTP/1.1 ${entry.status} ${meta.statusMessage || STATUS_CODES[entry.status] || 'Unknown'}\r\n`;
     const raw = meta.raw;
@@ -191,10 +197,11 @@ export class Cache implements HttpCache {
       status: entry.status,
       head: headBytes,
       body,
-      whole: body.length <= QUICK_WHOLE_MAX ? Buffer.concat([headBytes, body]) : null,
+      whole: hot && body.length <= QUICK_WHOLE_MAX ? Buffer.concat([headBytes, body]) : null,
       outcome,
     };
-    meta.quick = { second, answer };
+    meta.quickSecond = second;
+    meta.quick = hot ? answer : undefined;
     return answer;
   }
 
