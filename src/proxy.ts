@@ -27,8 +27,9 @@ export class RunningProxy {
     const originRef: Origin = { fetch: (r) => current.fetch(r) };
     const passThrough = createPassThrough(originRef);
     const cache = await createCache(config.cache, { events, origin: originRef, passThrough });
-    const server = new ProxyServer(config, events, origin, config.cache.policy === 'off' ? passThrough : cache.handler);
-    server.setQuickResponder(config.cache.policy === 'off' ? null : cache.quick);
+    const off = config.cache.policy === 'off';
+    const server = new ProxyServer(config, events, origin, off ? passThrough : cache.handler);
+    server.setQuickResponder(off ? null : cache.quick);
     let address: ListenAddress;
     try {
       address = await server.listen();
@@ -68,8 +69,9 @@ export class RunningProxy {
       prev.upstreamProxy !== next.upstreamProxy || prev.timeoutSeconds !== next.timeoutSeconds || prev.idleTimeoutSeconds !== next.idleTimeoutSeconds ||
       prev.noProxy.join(',') !== next.noProxy.join(',');
     await this.cache.updateConfig(next.cache);
-    const handler = next.cache.policy === 'off' ? this.passThrough : this.cache.handler;
-    const quick = next.cache.policy === 'off' ? null : this.cache.quick;
+    const off = next.cache.policy === 'off';
+    const handler = off ? this.passThrough : this.cache.handler;
+    const quick = off ? null : this.cache.quick;
     if (originChanged) {
       const old = this.origin;
       this.origin = new OriginClient(next);

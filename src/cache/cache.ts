@@ -33,6 +33,11 @@ const RESOLVED = Promise.resolve();
 /** Up to this body size a quick answer is kept as one buffer, head and body, sent in one write. */
 const QUICK_WHOLE_MAX = 16 * 1024;
 
+/** The header fields every answer from a stored entry carries: the stored ones, Age and Cache-Status. */
+function storedWithAge(meta: LoadedMeta, cacheStatus: string): string[] {
+  return meta.raw.concat('Age', String(Math.round(meta.policy.age())), 'Cache-Status', 'caching-proxy; ' + cacheStatus);
+}
+
 /** A request that asks for nothing but a stored response: no directives, validators or ranges of its own. */
 function asksOnlyForStored(h: IncomingHttpHeaders): boolean {
   return h['cache-control'] === undefined && h.pragma === undefined && h['if-none-match'] === undefined && h['if-modified-since'] === undefined && h.range === undefined;
@@ -157,9 +162,7 @@ export class Cache implements HttpCache {
     if (this.config.policy === 'offline' || !asksOnlyForStored(request.headers)) return null;
     const entry = this.freshInMemory(request.href, request.headers);
     if (entry === null || responseHasNoBody('GET', entry.status)) return null;
-    this.hits++;
-    entry.hits++;
-    if (this.deps.events.active) this.emit('hit', entry.url, { key: entry.key, status: entry.status, size: entry.size });
+    this.countHit(entry);
     return this.quickAnswer(entry, entry.meta!, entry.body!);
   };
 
@@ -183,15 +186,13 @@ export class Cache implements HttpCache {
     if (hot && meta.quick !== undefined && meta.quick.body === body) return meta.quick;
     const outcome = `hit; ttl=${Math.round((entry.freshUntil - now) / 1000)}`;
     let head = `HTTP/1.1 ${entry.status} ${meta.statusMessage || STATUS_CODES[entry.status] || 'Unknown'}\r\n`;
-    const raw = meta.raw;
-    for (let i = 0; i < raw.length; i += 2) {
-      const lower = raw[i].toLowerCase();
+    const fields = storedWithAge(meta, outcome);
+    for (let i = 0; i < fields.length; i += 2) {
+      const lower = fields[i].toLowerCase();
       // The stored body's own length frames it, whatever the origin's framing was.
-      if (lower !== 'content-length' && lower !== 'transfer-encoding') head += `${raw[i]}: ${raw[i + 1]}\r\n`;
+      if (lower !== 'content-length' && lower !== 'transfer-encoding') head += `${fields[i]}: ${fields[i + 1]}\r\n`;
     }
-    head +=
-      `Age: ${Math.round(meta.policy.age())}\r\nCache-Status: caching-proxy; ${outcome}\r\n` +
-      `Date: ${new Date(now).toUTCString()}\r\nContent-Length: ${body.length}\r\n\r\n`;
+    head += `Date: ${new Date(now).toUTCString()}\r\nContent-Length: ${body.length}\r\n\r\n`;
     const headBytes = Buffer.from(head, 'latin1');
     const answer: QuickAnswer = {
       status: entry.status,
@@ -1000,18 +1001,20 @@ export class Cache implements HttpCache {
   }
 
   private hitHeaders(ex: Exchange, meta: LoadedMeta, cacheStatus: string): string[] {
-    const headers = meta.raw.concat('Age', String(Math.round(meta.policy.age())), 'Cache-Status', 'caching-proxy; ' + cacheStatus);
+    const headers = storedWithAge(meta, cacheStatus);
     return ex.rewriteHeaders ? ex.rewriteHeaders(headers) : headers;
+  }
+
+  private countHit(entry: Entry): void {
+    this.hits++;
+    entry.hits++;
+    if (this.deps.events.active) this.emit('hit', entry.url, { key: entry.key, status: entry.status, size: entry.size });
   }
 
   /** The synchronous tail of every in-memory answer. */
   private serveBody(ex: Exchange, entry: Entry, body: Buffer, cacheStatus: string, counted: boolean): void {
     const meta = entry.meta!;
-    if (!counted) {
-      this.hits++;
-      entry.hits++;
-      if (this.deps.events.active) this.emit('hit', entry.url, { key: entry.key, status: entry.status, size: entry.size });
-    }
+    if (!counted) this.countHit(entry);
     ex.cacheOutcome = cacheStatus;
     const res = ex.res;
     res.writeHead(entry.status, meta.statusMessage || undefined, this.hitHeaders(ex, meta, cacheStatus));

@@ -212,17 +212,9 @@ export class ProxyServer {
   private quickTarget(target: string): string | null {
     let href = this.quickTargets.get(target);
     if (href !== undefined) return href;
-    href = null;
-    const authority = /^http:\/\/([^/?#]*)/.exec(target)![1];
-    if (AUTHORITY.test(authority) && !target.includes('\\')) {
-      try {
-        const url = new URL(target);
-        const port = Number(url.port || 80);
-        if (url.hostname && !this.targetsSelf(url.hostname, port)) href = url.href;
-      } catch {
-        // Not a URL: the ordinary path explains why.
-      }
-    }
+    // A bad target or one that loops: the ordinary path explains why.
+    const url = parseAbsoluteTarget(target);
+    href = typeof url !== 'string' && !this.targetsSelf(url.hostname, Number(url.port || 80)) ? url.href : null;
     if (this.quickTargets.size >= 1000) this.quickTargets.clear();
     this.quickTargets.set(target, href);
     return href;
@@ -373,19 +365,12 @@ export class ProxyServer {
   private route(req: http.IncomingMessage): { url: URL; rewrite: ((raw: string[]) => string[]) | null } | ProxyError {
     const target = req.url ?? '';
     if (/^https?:\/\//i.test(target)) {
-      // RFC 9110 §4.2: a non-empty host and no userinfo. WHATWG URL parsing would read "http:///x" or
-      // "http://a\\b" as some other host than a strict parser does, so such targets are refused.
-      const authority = /^https?:\/\/([^/?#]*)/i.exec(target)![1];
-      if (!AUTHORITY.test(authority) || target.includes('\\')) {
+      const url = parseAbsoluteTarget(target);
+      if (url === 'bad-authority') {
         return new ProxyError(400, `Bad request: "${truncate(target)}" has no valid host[:port] (user info and backslashes are not allowed).`);
       }
-      try {
-        const url = new URL(target);
-        if (!url.hostname) throw new Error('no host');
-        return { url, rewrite: null };
-      } catch {
-        return new ProxyError(400, `Bad request: "${truncate(target)}" is not a valid absolute URL.`);
-      }
+      if (url === 'bad-url') return new ProxyError(400, `Bad request: "${truncate(target)}" is not a valid absolute URL.`);
+      return { url, rewrite: null };
     }
     if (!target.startsWith('/')) {
       return new ProxyError(400, `Bad request: the request target "${truncate(target)}" is neither an absolute URL nor a path.`);
@@ -678,6 +663,22 @@ function writeRawResponse(socket: Duplex, status: number, message: string, heade
 
 function destroySocket(this: net.Socket): void {
   this.destroy();
+}
+
+/**
+ * An absolute-form target (http:// or https://) as a URL. RFC 9110 §4.2: a non-empty host and no
+ * userinfo. WHATWG URL parsing would read "http:///x" or "http://a\\b" as some other host than a
+ * strict parser does, so such targets are refused.
+ */
+function parseAbsoluteTarget(target: string): URL | 'bad-authority' | 'bad-url' {
+  const authority = /^https?:\/\/([^/?#]*)/i.exec(target)![1];
+  if (!AUTHORITY.test(authority) || target.includes('\\')) return 'bad-authority';
+  try {
+    const url = new URL(target);
+    return url.hostname ? url : 'bad-url';
+  } catch {
+    return 'bad-url';
+  }
 }
 
 /** RFC 3986 host [ ":" port ], non-empty host. */
