@@ -80,11 +80,12 @@ export interface QuickRequest {
 /** A complete response, serialised, that answers a QuickRequest. */
 export interface QuickAnswer {
   status: number;
-  /** Status line and header fields, through the blank line; carries Content-Length. */
+  /** The status line and header fields through the blank line (with Content-Length), and the body when it is small. */
   head: Buffer;
-  body: Buffer;
-  /** head + body in one buffer (one write) when the body is small; otherwise null. */
-  whole: Buffer | null;
+  /** The body, written after `head`, when it is not in `head` already; null when `head` is the whole answer. */
+  body: Buffer | null;
+  /** Body bytes sent (0 for HEAD), for the log. */
+  bodyLength: number;
   /** What the answerer did, for the log (e.g. the Cache-Status parameters). */
   outcome: string;
 }

@@ -53,3 +53,22 @@ export function parseSimpleRequest(chunk: Buffer, maxHeadBytes: number): SimpleR
   if (headers.host === undefined) return null;
   return { method: requestLine[1] as 'GET' | 'HEAD', target: requestLine[2], headers };
 }
+
+/**
+ * An authority (checked later, by parsing it alone) and a path and query that `new URL` keeps
+ * as they are: no character it would percent-encode, no '%', '\\' or '#'.
+ */
+const PLAIN_TARGET = /^http:\/\/[^/?#\\]+\/[A-Za-z0-9\-._~!$&()*+,;=:@/]*(?:\?[A-Za-z0-9\-._~!$&()*+,;=:@/?]*)?$/;
+const DOT_SEGMENT = /\/\.{1,2}(?:[/?]|$)/;
+
+/**
+ * For an absolute `http://` target whose path and query `new URL` leaves as they are (no
+ * character it would escape, no dot segment), the index of the slash that starts the path;
+ * otherwise -1. Its href is then `http://`, the authority as `new URL` writes it, and the rest
+ * of the target as sent.
+ */
+export function plainPathStart(target: string): number {
+  if (!PLAIN_TARGET.test(target)) return -1;
+  const slash = target.indexOf('/', 7);
+  return DOT_SEGMENT.test(target.slice(slash)) ? -1 : slash;
+}

@@ -8,7 +8,7 @@ import type { EventBus } from './events';
 import { ProxyError, type Exchange, type QuickAnswer, type QuickResponder, type RequestHandler } from './exchange';
 import { bodyBytes, countBytes, VIA_NAME } from './forward';
 import { appendVia, forwardRequestHeaders, HOST_VALUE, requestHasBody, requestHeadProblem } from './headers';
-import { parseSimpleRequest } from './quickFront';
+import { parseSimpleRequest, plainPathStart } from './quickFront';
 import type { OriginClient } from './origin';
 import { describeNetworkError } from './origin';
 import { parsePathStyle, pathStyleRewriter } from './pathStyle';
@@ -79,8 +79,8 @@ export class ProxyServer {
   private readonly nodeConnectionListeners: ((socket: net.Socket) => void)[];
   /** Connections still read by the quick path (not yet handed to Node's parser). */
   private readonly quickSockets = new Set<net.Socket>();
-  /** Absolute target as sent -> its normalised href, or null when the quick path must not take it. */
-  private readonly quickTargets = new Map<string, string | null>();
+  /** Authority as sent -> as `new URL` writes it (null: not for the quick path). */
+  private readonly quickAuthorities = new Map<string, string | null>();
   private readonly onQuickData: (this: net.Socket, chunk: Buffer) => void;
   private readonly onQuickEnd: (this: net.Socket) => void;
   private readonly onQuickClose: (this: net.Socket) => void;
@@ -177,8 +177,7 @@ export class ProxyServer {
     const answer = quick!({ method: head.method, href, headers: head.headers });
     if (answer === null) return this.handOver(socket, chunk);
     let flushed: boolean;
-    if (head.method === 'HEAD') flushed = socket.write(answer.head);
-    else if (answer.whole !== null) flushed = socket.write(answer.whole);
+    if (answer.body === null) flushed = socket.write(answer.head);
     else {
       socket.cork();
       socket.write(answer.head);
@@ -202,22 +201,37 @@ export class ProxyServer {
       method,
       url,
       status: answer.status,
-      bytes: method === 'HEAD' ? 0 : answer.body.length,
+      bytes: answer.bodyLength,
       durationMs: performance.now() - started,
       cache: answer.outcome,
     });
   }
 
-  /** The href of an absolute http target the quick path may serve, or null (routing, loops and errors are the ordinary path's). */
+  /**
+   * The href of an absolute http target the quick path may serve, or null (routing, loops and
+   * errors are the ordinary path's). Only the authority is parsed and remembered: with a
+   * different URL on every request, remembering whole targets kept young strings alive until
+   * they were promoted, and every hit then paid for old-generation collections.
+   */
   private quickTarget(target: string): string | null {
-    let href = this.quickTargets.get(target);
-    if (href !== undefined) return href;
+    const slash = plainPathStart(target);
+    if (slash < 0) return this.parsedTarget(target);
+    const authority = target.slice(7, slash);
+    let host = this.quickAuthorities.get(authority);
+    if (host === undefined) {
+      const url = this.parsedTarget(`http://${authority}/`);
+      host = url === null ? null : url.slice(7, -1);
+      if (this.quickAuthorities.size >= 256) this.quickAuthorities.clear();
+      this.quickAuthorities.set(authority, host);
+    }
+    if (host === null) return null;
+    return host === authority ? target : `http://${host}${target.slice(slash)}`;
+  }
+
+  private parsedTarget(target: string): string | null {
     // A bad target or one that loops: the ordinary path explains why.
     const url = parseAbsoluteTarget(target);
-    href = typeof url !== 'string' && !this.targetsSelf(url.hostname, Number(url.port || 80)) ? url.href : null;
-    if (this.quickTargets.size >= 1000) this.quickTargets.clear();
-    this.quickTargets.set(target, href);
-    return href;
+    return typeof url !== 'string' && !this.targetsSelf(url.hostname, Number(url.port || 80)) ? url.href : null;
   }
 
   /** From now on Node's HTTP server reads this connection; `chunk` is the first it sees. */

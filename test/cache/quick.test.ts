@@ -191,6 +191,42 @@ test('quick path: a head split across packets, pipelined requests and requests t
     assert.equal(origin.count('/max-age'), 2, 'one miss and the no-cache reload');
   }));
 
+test('quick path: an entry asked for again and again within a second answers the same each time, HEAD without a body; other spellings of its URL reach it', () =>
+  withProxy({}, async (origin, p) => {
+    const target = `${origin.url}/max-age`;
+    await viaProxy(p.port, target);
+    const client = await RawClient.connect(p.port);
+    try {
+      // Past the first few requests in a second the entry's answer is reused (Cache.quickAnswer).
+      const answers: RawResponse[] = [];
+      for (let i = 0; i < 10; i++) {
+        const head = i === 7;
+        client.send(get(target, '', head ? 'HEAD' : 'GET'));
+        answers.push(await client.response(head));
+      }
+      for (const [i, answer] of answers.entries()) {
+        assert.equal(answer.status, 200);
+        assert.equal(answer.body, i === 7 ? '' : 'max-age v1', `answer ${i}`);
+        assert.equal(answer.headers['content-length'], '10');
+        assert.match(answer.headers['cache-status'], /^caching-proxy; hit; ttl=\d+$/);
+        assert.deepEqual(Object.keys(answer.headers).sort(), Object.keys(answers[0].headers).sort(), `answer ${i}`);
+      }
+      await sleep(50);
+      assert.equal(client.pending, 0, 'nothing but the responses asked for');
+
+      const port = new URL(origin.url).port;
+      for (const spelling of [`http://127.0.0.1:0${port}/max-age`, `${origin.url}/./max-age`, `${origin.url}/x/../max-age`]) {
+        client.send(get(spelling));
+        const answer = await client.response();
+        assert.equal(answer.body, 'max-age v1', spelling);
+        assert.match(answer.headers['cache-status'], /; hit; /, spelling);
+      }
+      assert.equal(origin.count('/max-age'), 1, 'every repeat was a hit');
+    } finally {
+      client.close();
+    }
+  }));
+
 test('quick path: a client that sends many requests without reading gets every answer, in order, and the proxy does not read ahead without bound', () =>
   withProxy({ cache: { maxMemoryMB: 64 } }, async (origin, p) => {
     const target = `${origin.url}/big?size=262144`;
