@@ -178,8 +178,8 @@ dns_defnames off
  * the work folder), one event thread so it uses one core like the others, a 1 GiB disk cache
  * and a 64 MB RAM cache (the same as our default memory tier).
  */
-export async function startTrafficServer(work) {
-  const dir = mkdir(join(work, 'ats'));
+export async function startTrafficServer(work, { name = 'ats', ramCacheBytes = 64 * 1024 * 1024 } = {}) {
+  const dir = mkdir(join(work, name));
   const etc = join(dir, 'etc');
   cpSync('/etc/trafficserver', etc, { recursive: true, dereference: true });
   for (const sub of ['cache', 'log', 'run', 'var']) mkdir(join(dir, sub));
@@ -212,7 +212,7 @@ export async function startTrafficServer(work) {
     'proxy.config.exec_thread.limit': 'INT 1',
     // Keep taskset's CPU choice: ATS would otherwise bind its threads to cores itself.
     'proxy.config.exec_thread.affinity': 'INT 0',
-    'proxy.config.cache.ram_cache.size': 'INT 67108864',
+    'proxy.config.cache.ram_cache.size': `INT ${ramCacheBytes}`,
     'proxy.config.log.logging_enabled': 'INT 0',
     'proxy.config.body_factory.template_sets_dir': `STRING ${etc}/body_factory`,
     'proxy.config.admin.user_id': 'STRING trafficserver',
