@@ -176,7 +176,7 @@ dns_defnames off
 /**
  * Apache Traffic Server as a caching forward proxy: a private runroot (config, cache, logs in
  * the work folder), one event thread so it uses one core like the others, a 1 GiB disk cache
- * and a 64 MB RAM cache (the same as our default memory tier).
+ * and a RAM cache of 64 MB by default (the same as our default memory tier).
  */
 export async function startTrafficServer(work, { name = 'ats', ramCacheBytes = 64 * 1024 * 1024 } = {}) {
   const dir = mkdir(join(work, name));
