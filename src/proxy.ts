@@ -1,7 +1,7 @@
 import { createCache, type HttpCache } from './cache';
 import type { ProxyConfig } from './core/config';
 import { EventBus } from './core/events';
-import type { Origin } from './core/exchange';
+import type { Origin, QuickPassThrough } from './core/exchange';
 import { createPassThrough } from './core/forward';
 import { OriginClient } from './core/origin';
 import { ProxyServer, type ListenAddress } from './core/server';
@@ -29,7 +29,7 @@ export class RunningProxy {
     const cache = await createCache(config.cache, { events, origin: originRef, passThrough });
     const off = config.cache.policy === 'off';
     const server = new ProxyServer(config, events, origin, off ? passThrough : cache.handler);
-    server.setQuickResponder(off ? null : cache.quick);
+    server.setQuickResponder(...quickLanes(config, cache));
     let address: ListenAddress;
     try {
       address = await server.listen();
@@ -71,7 +71,7 @@ export class RunningProxy {
     await this.cache.updateConfig(next.cache);
     const off = next.cache.policy === 'off';
     const handler = off ? this.passThrough : this.cache.handler;
-    const quick = off ? null : this.cache.quick;
+    const quick = quickLanes(next, this.cache);
     if (originChanged) {
       const old = this.origin;
       this.origin = new OriginClient(next);
@@ -81,7 +81,7 @@ export class RunningProxy {
     }
     if (serverChanged) {
       const server = new ProxyServer(next, this.events, this.origin, handler);
-      server.setQuickResponder(quick);
+      server.setQuickResponder(...quick);
       if (prev.port !== next.port) {
         // Bind the new listener first: if the port is taken, the old one keeps serving.
         this._address = await server.listen();
@@ -93,7 +93,7 @@ export class RunningProxy {
       this.server = server;
     } else {
       this.server.setHandler(handler);
-      this.server.setQuickResponder(quick);
+      this.server.setQuickResponder(...quick);
     }
     this._config = next;
   }
@@ -103,6 +103,13 @@ export class RunningProxy {
     await this.cache.close();
     this.origin.close();
   }
+}
+
+/** With caching off every plain request is forwarded on the quick path; otherwise the cache says which. */
+const FORWARD_ALL: QuickPassThrough = { decide: () => '', responded: () => {} };
+
+function quickLanes(config: ProxyConfig, cache: HttpCache): [HttpCache['quick'] | null, QuickPassThrough] {
+  return config.cache.policy === 'off' ? [null, FORWARD_ALL] : [cache.quick, cache.quickPass];
 }
 
 export const startProxy = RunningProxy.start;

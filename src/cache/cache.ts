@@ -4,7 +4,7 @@ import CachePolicy from 'http-cache-semantics';
 import { LRUCache } from 'lru-cache';
 import type { CacheConfig } from '../core/config';
 import type { CacheAction } from '../core/events';
-import { ProxyError, type Exchange, type QuickAnswer, type QuickResponder, type UpstreamRequest } from '../core/exchange';
+import { ProxyError, type Exchange, type QuickAnswer, type QuickPassThrough, type QuickResponder, type UpstreamRequest } from '../core/exchange';
 import { countBytes, fetchAsIs, relayResponse, responseHasNoBody, VIA_NAME, writeUpstreamHead } from '../core/forward';
 import { requestHasBody } from '../core/headers';
 import { CorruptEntryError, DiskStore, hashKey, toRecord, type BodyWriter, type EntryMeta, type IndexRecord } from './disk';
@@ -67,6 +67,28 @@ function httpDate(second: number): string {
 /** The Age field's value at `now` (whole seconds). */
 function ageAt(meta: LoadedMeta, now: number): number {
   return Math.round((now - meta.ageZeroAt) / 1000);
+}
+
+/** Why a URL's responses are not stored, and what the response that said so looked like. */
+interface UncacheableMark {
+  reason: string;
+  signature: string;
+  /** Plain requests for the URL may take the quick pass-through. */
+  quick: boolean;
+}
+
+const SIGNATURE_VALUES = new Set(['cache-control', 'pragma', 'vary', 'content-type']);
+const SIGNATURE_PRESENCE = new Set(['expires', 'last-modified', 'etag', 'set-cookie', 'authorization']);
+
+/** What of a response decides whether it can be stored: status, directives, and which validators it has. */
+function responseSignature(status: number, raw: string[]): string {
+  let signature = String(status);
+  for (let i = 0; i < raw.length; i += 2) {
+    const lower = raw[i].toLowerCase();
+    if (SIGNATURE_VALUES.has(lower)) signature += `\n${lower}: ${raw[i + 1]}`;
+    else if (SIGNATURE_PRESENCE.has(lower)) signature += `\n${lower}`;
+  }
+  return signature;
 }
 
 /** A request that asks for nothing but a stored response: no directives, validators or ranges of its own. */
@@ -166,8 +188,9 @@ export class Cache implements HttpCache {
    * URLs whose last response could not be stored (no-store, private, Set-Cookie, too large...).
    * Requests for them do not queue behind one another's fetch, which would serialise an
    * uncacheable API under load (Varnish's "hit-for-miss"); a storable response clears the mark.
+   * Plain requests for a marked URL are forwarded by the server's quick pass-through.
    */
-  private readonly uncacheable = new LRUCache<string, true>({ max: 10_000, ttl: 120_000 });
+  private readonly uncacheable = new LRUCache<string, UncacheableMark>({ max: 10_000, ttl: 120_000 });
   private prefetchQueue: string[] = [];
   private prefetchRunning = 0;
   private hits = 0;
@@ -203,6 +226,28 @@ export class Cache implements HttpCache {
     if (entry === null || responseHasNoBody('GET', entry.status)) return null;
     this.countHit(entry);
     return this.quickAnswer(entry, entry.meta!, entry.body!, request.method === 'HEAD');
+  };
+
+  /**
+   * The server's quick pass-through: plain requests for a URL whose last response could not be
+   * stored (hit-for-miss) are forwarded without the cache. Should the origin's answer change in
+   * what decides storability, the mark goes and the next request takes the ordinary path again.
+   */
+  readonly quickPass: QuickPassThrough = {
+    decide: (request) => {
+      if (this.config.policy === 'offline' || !asksOnlyForStored(request.headers) || request.headers.authorization !== undefined) return null;
+      const mark = this.uncacheable.get(request.href);
+      // Stored variants of the URL (Vary): the ordinary path chooses among them.
+      if (mark === undefined || !mark.quick || this.keysByUrl.has(request.href)) return null;
+      this.misses++;
+      this.emit('miss', request.href, { key: 'GET ' + request.href });
+      return `fwd=miss; detail=${mark.reason}`;
+    },
+    responded: (request, status, rawHeaders) => {
+      const mark = this.uncacheable.peek(request.href);
+      if (mark !== undefined && responseSignature(status, rawHeaders) !== mark.signature) this.uncacheable.delete(request.href);
+      this.emit('not-stored', request.href, { reason: mark?.reason ?? 'not-storable', status });
+    },
   };
 
   /** A stored response that answers a plain request as it is: in memory, fresh, no policy evaluation needed. */
@@ -688,7 +733,14 @@ export class Cache implements HttpCache {
 
     if (!policy) {
       // Reasons that belong to the response, not to this moment (admission count, capacity).
-      if (reason !== admission && reason !== 'no-capacity') this.uncacheable.set(plan.href, true);
+      if (reason !== admission && reason !== 'no-capacity') {
+        this.uncacheable.set(plan.href, {
+          reason: reason ?? 'not-storable',
+          signature: responseSignature(status, upstream.rawHeaders),
+          // Unstorable because the request carried credentials: says nothing about requests without them.
+          quick: plan.requestHeaders.authorization === undefined,
+        });
+      }
       if (plan.replacing && status < 500) this.drop(plan.replacing, 'invalidated', `replaced by an unstorable ${status}`);
       this.emit('not-stored', plan.href, { reason: reason ?? 'not-storable', status });
       const cacheStatus = `${fwdParams}; detail=${reason ?? 'not-storable'}`;
@@ -1388,6 +1440,8 @@ export class Cache implements HttpCache {
   }
 
   async updateConfig(config: CacheConfig): Promise<void> {
+    // Under new settings (policy, limits, excluded types) what could not be stored may be storable.
+    this.uncacheable.clear();
     const entries = this.oldestFirst();
     if (config.dir !== this.config.dir) {
       await this.flushWrites();

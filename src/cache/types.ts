@@ -1,6 +1,6 @@
 import type { CacheConfig } from '../core/config';
 import type { EventBus } from '../core/events';
-import type { Origin, QuickResponder, RequestHandler } from '../core/exchange';
+import type { Origin, QuickPassThrough, QuickResponder, RequestHandler } from '../core/exchange';
 
 /** What the UI shows of one stored response. Plain JSON: it crosses the IPC boundary. */
 export interface CacheEntrySummary {
@@ -42,6 +42,8 @@ export interface HttpCache {
   readonly handler: RequestHandler;
   /** Fresh in-memory hits for the server's quick path (see core/quickFront.ts). */
   readonly quick: QuickResponder;
+  /** Plain requests for URLs whose responses are not stored, for the server's quick pass-through. */
+  readonly quickPass: QuickPassThrough;
   list(): CacheEntrySummary[];
   read(key: string): Promise<StoredResponse | null>;
   purge(key: string): Promise<boolean>;

@@ -95,3 +95,14 @@ export interface QuickAnswer {
  * IncomingMessage/ServerResponse pair and the RequestHandler). The cache's fresh hits use it.
  */
 export type QuickResponder = (request: QuickRequest) => QuickAnswer | null;
+
+/**
+ * Which quick requests the server may forward itself, over a pooled connection straight to the
+ * origin, relaying the response as it comes (for what the cache would not store anyway).
+ */
+export interface QuickPassThrough {
+  /** The Cache-Status parameters to send ('' for none), or null to have the request go the ordinary way. */
+  decide(request: QuickRequest): string | null;
+  /** The origin's answer to a forwarded request: status and raw [name, value, ...] header fields. */
+  responded(request: QuickRequest, status: number, rawHeaders: string[]): void;
+}

@@ -4,7 +4,10 @@ import { Readable } from 'node:stream';
 import type { ProxyConfig } from './config';
 import { ProxyError, type Origin, type UpstreamRequest } from './exchange';
 import { NoProxyList } from './noProxy';
+import { QuickConnections } from './quickForward';
 
+/** Origins with quick pass-through connections at once; the least recently created are closed beyond this. */
+const MAX_QUICK_ORIGINS = 64;
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
 /** Where traffic for an origin goes: straight to it, or through the configured upstream proxy. */
@@ -25,6 +28,9 @@ export class OriginClient implements Origin {
   private readonly upstreamAuth: string | null;
   private readonly noProxy: NoProxyList;
   private readonly timeoutMs: number;
+  private readonly idleMs: number;
+  /** Keep-alive connections for the server's quick pass-through, per origin (see quickForward.ts). */
+  private readonly quickOrigins = new Map<string, QuickConnections>();
 
   constructor(config: Pick<ProxyConfig, 'upstreamProxy' | 'noProxy' | 'timeoutSeconds'> & Partial<Pick<ProxyConfig, 'idleTimeoutSeconds'>>) {
     // `timeout` also closes pooled connections left idle that long: without it up to 256 idle
@@ -40,6 +46,7 @@ export class OriginClient implements Origin {
         : null;
     this.noProxy = new NoProxyList(config.noProxy);
     this.timeoutMs = Math.round(config.timeoutSeconds * 1000);
+    this.idleMs = idleMs;
   }
 
   route(hostname: string, port: string | number): Route {
@@ -153,9 +160,26 @@ export class OriginClient implements Origin {
     });
   }
 
+  /** Keep-alive connections straight to `origin` (http://host[:port]) for the quick pass-through. */
+  quickConnections(origin: string): QuickConnections {
+    let connections = this.quickOrigins.get(origin);
+    if (connections === undefined) {
+      if (this.quickOrigins.size >= MAX_QUICK_ORIGINS) {
+        const [oldest, old] = this.quickOrigins.entries().next().value as [string, QuickConnections];
+        this.quickOrigins.delete(oldest);
+        old.close();
+      }
+      connections = new QuickConnections(origin, this.timeoutMs, this.idleMs);
+      this.quickOrigins.set(origin, connections);
+    }
+    return connections;
+  }
+
   close(): void {
     this.httpAgent.destroy();
     this.httpsAgent.destroy();
+    for (const connections of this.quickOrigins.values()) connections.close();
+    this.quickOrigins.clear();
   }
 }
 
@@ -190,6 +214,13 @@ export function describeNetworkError(err: NodeJS.ErrnoException, target: string,
   if (err instanceof ProxyError) return err;
   if (signal?.aborted || err.name === 'AbortError') return new ProxyError(499, `request to ${target} aborted: the client went away`, 'ABORTED');
   switch (err.code) {
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return new ProxyError(504, `connecting to ${target} timed out`, err.code);
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UND_ERR_BODY_TIMEOUT':
+      return new ProxyError(504, `${target} did not answer in time`, err.code);
+    case 'UND_ERR_SOCKET':
+      return new ProxyError(502, `${target} closed the connection before sending a complete response`, err.code);
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
     case 'EAI_NONAME':

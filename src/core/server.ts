@@ -5,10 +5,11 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { ProxyConfig } from './config';
 import type { EventBus } from './events';
-import { ProxyError, type Exchange, type QuickAnswer, type QuickResponder, type RequestHandler } from './exchange';
+import { ProxyError, type Exchange, type QuickAnswer, type QuickPassThrough, type QuickRequest, type QuickResponder, type RequestHandler } from './exchange';
 import { bodyBytes, countBytes, VIA_NAME } from './forward';
 import { appendVia, forwardRequestHeaders, HOST_VALUE, requestHasBody, requestHeadProblem } from './headers';
 import { parseSimpleRequest, plainPathStart } from './quickFront';
+import { QuickRelay, type QuickConnections } from './quickForward';
 import type { OriginClient } from './origin';
 import { describeNetworkError } from './origin';
 import { parsePathStyle, pathStyleRewriter } from './pathStyle';
@@ -35,6 +36,38 @@ interface Connection {
   distrusted: boolean;
 }
 const CONNECTION = Symbol('caching-proxy.connection');
+/** The origin response being relayed on a quick-path connection, if any. */
+const RELAYING = Symbol('caching-proxy.relaying');
+type QuickSocket = net.Socket & { [RELAYING]?: QuickRelay | null };
+
+/** Where a quick pass-through request goes, taken from a normalised href (only when one is forwarded). */
+interface QuickTarget {
+  href: string;
+  /** http://host[:port], the undici pool's key. */
+  origin: string;
+  /** Origin-form: path and query. */
+  path: string;
+  hostname: string;
+  port: number;
+  /** host[:port] as in the href, for messages. */
+  host: string;
+}
+
+function quickTargetOf(href: string): QuickTarget {
+  const slash = href.indexOf('/', 7);
+  const host = href.slice(7, slash);
+  const colon = host.lastIndexOf(':');
+  const hasPort = colon > host.lastIndexOf(']');
+  const hostname = hasPort ? host.slice(0, colon) : host;
+  return {
+    href,
+    origin: href.slice(0, slash),
+    path: href.slice(slash),
+    hostname: hostname.startsWith('[') ? hostname.slice(1, -1) : hostname,
+    port: hasPort ? Number(host.slice(colon + 1)) : 80,
+    host,
+  };
+}
 const EXCHANGE = Symbol('caching-proxy.exchange');
 type TrackedSocket = Duplex & { [CONNECTION]?: Connection };
 type TrackedResponse = http.ServerResponse & { [EXCHANGE]?: ExchangeImpl; [CONNECTION]?: Connection };
@@ -75,6 +108,7 @@ export class ProxyServer {
   private readonly server: http.Server;
   private handler: RequestHandler;
   private quick: QuickResponder | null = null;
+  private quickPass: QuickPassThrough | null = null;
   /** Node's own 'connection' listener: a connection the quick path declines is handed to it. */
   private readonly nodeConnectionListeners: ((socket: net.Socket) => void)[];
   /** Connections still read by the quick path (not yet handed to Node's parser). */
@@ -84,6 +118,9 @@ export class ProxyServer {
   private readonly onQuickData: (this: net.Socket, chunk: Buffer) => void;
   private readonly onQuickEnd: (this: net.Socket) => void;
   private readonly onQuickClose: (this: net.Socket) => void;
+  /** Quick-path connections relaying an origin's answer now. */
+  private relaying = 0;
+  private closing = false;
   private address: ListenAddress | null = null;
   private readonly localAddresses = new Set<string>();
   private readonly tunnels = new Set<Duplex>();
@@ -132,12 +169,13 @@ export class ProxyServer {
     this.onQuickEnd = function (this: net.Socket) {
       this.end();
     };
-    this.onQuickClose = function (this: net.Socket) {
+    this.onQuickClose = function (this: QuickSocket) {
       server.quickSockets.delete(this);
+      this[RELAYING]?.abort();
     };
     this.server.on('connection', (socket: net.Socket) => {
       socket.setTimeout(idleMs, () => socket.destroy());
-      if (this.quick === null) return this.handOver(socket, null);
+      if (this.quick === null && this.quickPass === null) return this.handOver(socket, null);
       this.quickSockets.add(socket);
       socket.on('data', this.onQuickData);
       socket.on('end', this.onQuickEnd);
@@ -147,8 +185,9 @@ export class ProxyServer {
   }
 
   /** Answers from `quick` the requests it can, on connections no request has left the quick path on yet. */
-  setQuickResponder(quick: QuickResponder | null): void {
+  setQuickResponder(quick: QuickResponder | null, pass: QuickPassThrough | null = null): void {
     this.quick = quick;
+    this.quickPass = pass;
   }
 
   setHandler(handler: RequestHandler): void {
@@ -165,17 +204,34 @@ export class ProxyServer {
    * is answered here; anything else hands the connection, this chunk first, to Node's parser
    * for good (requests after it on that connection take the ordinary path).
    */
-  private quickData(socket: net.Socket, chunk: Buffer): void {
+  private quickData(socket: QuickSocket, chunk: Buffer): void {
+    if (socket[RELAYING]) {
+      // Sent before the response being relayed is complete: read once it is.
+      socket.pause();
+      socket.unshift(chunk);
+      return;
+    }
     const quick = this.quick;
-    const head = quick === null ? null : parseSimpleRequest(chunk, this.config.maxHeaderBytes);
+    const head = quick === null && this.quickPass === null ? null : parseSimpleRequest(chunk, this.config.maxHeaderBytes);
     if (head === null) return this.handOver(socket, chunk);
     const href = this.quickTarget(head.target);
     if (href === null || head.headers.via?.includes(this.viaName) || !HOST_VALUE.test(head.headers.host) || !this.authorizedBy(head.headers['proxy-authorization'])) {
       return this.handOver(socket, chunk);
     }
     const started = this.events.active ? performance.now() : 0;
-    const answer = quick!({ method: head.method, href, headers: head.headers });
-    if (answer === null) return this.handOver(socket, chunk);
+    const request: QuickRequest = { method: head.method, href, headers: head.headers };
+    const answer = quick === null ? null : quick(request);
+    if (answer === null) {
+      const pass = this.quickPass;
+      if (pass !== null) {
+        const target = quickTargetOf(href);
+        // Through an upstream proxy, or with every connection busy: the ordinary path (and its agent's queue).
+        const connections = this.origin.route(target.hostname, target.port).proxy === null ? this.origin.quickConnections(target.origin) : null;
+        const cacheStatus = connections?.available ? pass.decide(request) : null;
+        if (cacheStatus !== null) return this.quickForward(socket, request, target, connections!, cacheStatus, pass);
+      }
+      return this.handOver(socket, chunk);
+    }
     let flushed: boolean;
     if (answer.body === null) flushed = socket.write(answer.head);
     else {
@@ -187,9 +243,59 @@ export class ProxyServer {
     if (!flushed) {
       // A client that sends requests without reading the answers is not read until it does.
       socket.pause();
-      socket.once('drain', () => socket.resume());
+      socket.once('drain', () => {
+        if (!socket[RELAYING]) socket.resume();
+      });
     }
     if (this.events.active) this.quickEvents(head.method, href, answer, started);
+  }
+
+  /** Forwards a quick request over a keep-alive connection and relays the answer; the connection reads nothing else meanwhile. */
+  private quickForward(socket: QuickSocket, request: QuickRequest, target: QuickTarget, connections: QuickConnections, cacheStatus: string, pass: QuickPassThrough): void {
+    const id = nextExchangeId++;
+    if (this.events.active) this.events.emit({ type: 'request', id, method: request.method, url: target.href, httpVersion: '1.1' });
+    socket.pause();
+    // Plain GET/HEAD fields only (see quickFront.ts): every value is one string.
+    const headers = forwardRequestHeaders(request.headers, '1.1', this.viaName) as Record<string, string>;
+    const started = performance.now();
+    const attempt = (fresh: boolean) => {
+      const { client, reused } = connections.take(fresh)!;
+      const relay = new QuickRelay(
+        socket,
+        request.method,
+        cacheStatus,
+        (status, raw) => pass.responded(request, status, raw),
+        (error) => {
+          socket[RELAYING] = null;
+          this.relaying--;
+          connections.give(client, error === null);
+          // A kept-alive connection the origin had just closed: once more on a new one, as Node's agent does.
+          if (error !== null && reused && !relay.headSent && !socket.destroyed && (error as NodeJS.ErrnoException).code === 'UND_ERR_SOCKET' && connections.available) {
+            return attempt(true);
+          }
+          this.quickForwarded(socket, relay, error, id, request.method, target, cacheStatus, started);
+        },
+      );
+      socket[RELAYING] = relay;
+      this.relaying++;
+      client.dispatch({ path: target.path, method: request.method, headers }, relay);
+    };
+    attempt(false);
+  }
+
+  private quickForwarded(socket: QuickSocket, relay: QuickRelay, error: Error | null, id: number, method: string, target: QuickTarget, cacheStatus: string, started: number): void {
+    if (error !== null) {
+      if (socket.destroyed) return; // the client left; the origin request was aborted for it
+      const pe = describeNetworkError(error as NodeJS.ErrnoException, target.host);
+      this.events.emit({ type: 'error', id, method, url: target.href, status: pe.status, code: pe.code, message: pe.message });
+      if (relay.headSent) return void socket.destroy();
+      // As the ordinary path answers (sendText): the connection stays open for the client's next request.
+      socket.write(quickTextResponse(method, pe.status, pe.message, cacheStatus), 'utf8');
+    } else if (this.events.active) {
+      this.events.emit({ type: 'response', id, method, url: target.href, status: relay.status, bytes: relay.bytes, durationMs: performance.now() - started, cache: cacheStatus || undefined });
+    }
+    if (this.closing) socket.end();
+    else socket.resume();
   }
 
   private quickEvents(method: string, url: string, answer: QuickAnswer, started: number): void {
@@ -289,11 +395,12 @@ export class ProxyServer {
     if (!this.server.listening) return;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
-    // Quick-path connections are idle between requests (each is answered at once): close them after what is being written.
-    for (const s of this.quickSockets) s.end();
+    // Quick-path connections are idle between requests, but for one relaying an origin's answer: that one is ended when the answer is complete.
+    this.closing = true;
+    for (const s of this.quickSockets) if (!(s as QuickSocket)[RELAYING]) s.end();
     for (const t of this.tunnels) t.destroy();
     const deadline = Date.now() + graceMs;
-    while (this.inFlight.size > 0 && Date.now() < deadline) {
+    while ((this.inFlight.size > 0 || this.relaying > 0) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 25));
       this.server.closeIdleConnections();
     }
@@ -665,6 +772,14 @@ export function sendText(res: http.ServerResponse, status: number, message: stri
   });
   countBytes(res, body.length);
   res.end(body);
+}
+
+/** sendText's answer, written by hand for a quick-path connection. */
+function quickTextResponse(method: string, status: number, message: string, cacheStatus: string): string {
+  const body = message.endsWith('\n') ? message : message + '\n';
+  const cache = cacheStatus ? `Cache-Status: caching-proxy; ${cacheStatus}\r\n` : '';
+  const head = `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\n${cache}Date: ${new Date().toUTCString()}\r\n\r\n`;
+  return method === 'HEAD' ? head : head + body;
 }
 
 /** For sockets outside the http.ServerResponse machinery (CONNECT, upgrade, parse errors). */

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as net from 'node:net';
 import { sleep, viaProxy } from '../helpers/net';
+import { RawClient, rawRequest as get, type RawResponse } from '../helpers/raw';
 import { withProxy } from './origin';
 
 /**
@@ -9,86 +9,6 @@ import { withProxy } from './origin';
  * connection to Node's parser at the first request it declines. These tests speak raw HTTP on
  * one keep-alive connection, as curl and browsers do, and check what the client receives.
  */
-
-interface RawResponse {
-  status: number;
-  headers: Record<string, string>;
-  body: string;
-}
-
-/** A client connection that reads responses one by one, framed by Content-Length. */
-class RawClient {
-  private buffer = Buffer.alloc(0);
-  private waiting: (() => void) | null = null;
-  closed = false;
-  readonly socket: net.Socket;
-
-  private constructor(socket: net.Socket) {
-    this.socket = socket;
-    socket.on('data', (c: Buffer) => {
-      this.buffer = Buffer.concat([this.buffer, c]);
-      this.waiting?.();
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      this.waiting?.();
-    });
-  }
-
-  static connect(port: number): Promise<RawClient> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect(port, '127.0.0.1', () => resolve(new RawClient(socket)));
-      socket.setNoDelay(true);
-      socket.once('error', reject);
-    });
-  }
-
-  send(data: string): void {
-    this.socket.write(data);
-  }
-
-  private async until(ready: () => boolean, what: string): Promise<void> {
-    const deadline = Date.now() + 5000;
-    while (!ready()) {
-      if (this.closed) throw new Error(`connection closed while waiting for ${what}; got ${JSON.stringify(this.buffer.toString('latin1'))}`);
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.buffer.toString('latin1'))}`);
-      await new Promise<void>((r) => {
-        this.waiting = r;
-        setTimeout(r, 50);
-      });
-    }
-  }
-
-  /** The next response on the connection; `head` when it answers a HEAD (no body follows). */
-  async response(head = false): Promise<RawResponse> {
-    await this.until(() => this.buffer.indexOf('\r\n\r\n') >= 0, 'a response head');
-    const end = this.buffer.indexOf('\r\n\r\n');
-    const lines = this.buffer.toString('latin1', 0, end).split('\r\n');
-    const headers: Record<string, string> = {};
-    for (const line of lines.slice(1)) {
-      const i = line.indexOf(':');
-      headers[line.slice(0, i).toLowerCase()] = line.slice(i + 1).trim();
-    }
-    assert.equal(headers['transfer-encoding'], undefined, 'these responses are framed by Content-Length');
-    const length = head ? 0 : Number(headers['content-length']);
-    await this.until(() => this.buffer.length >= end + 4 + length, 'a response body');
-    const body = this.buffer.toString('utf8', end + 4, end + 4 + length);
-    this.buffer = this.buffer.subarray(end + 4 + length);
-    return { status: Number(lines[0].split(' ')[1]), headers, body };
-  }
-
-  get pending(): number {
-    return this.buffer.length;
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
-}
-
-function get(target: string, extra = '', method = 'GET'): string {
-  return `${method} ${target} HTTP/1.1\r\nHost: ${new URL(target).host}\r\nUser-Agent: raw-test\r\nAccept: */*\r\n${extra}\r\n`;
-}
 
 test('quick path: a fresh hit on a keep-alive connection carries what an ordinary hit carries; a declined request hands the connection over and it keeps working', () =>
   withProxy({}, async (origin, p) => {
