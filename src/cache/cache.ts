@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import CachePolicy from 'http-cache-semantics';
 import { LRUCache } from 'lru-cache';
@@ -20,6 +19,7 @@ import {
 } from './headers';
 import { extractSameOriginLinks } from './prefetch';
 import type { CacheDeps, CacheEntrySummary, CacheStats, HttpCache, StoredResponse } from './types';
+import { bodyDigestOf } from './digest';
 
 const MiB = 1024 * 1024;
 const UNSAFE_METHODS = new Set(['POST', 'PUT', 'DELETE', 'PATCH']);
@@ -474,7 +474,7 @@ export class Cache implements HttpCache {
   private async memoryBody(entry: Entry): Promise<Buffer | null> {
     if (entry.body) return entry.body;
     if (!this.disk || entry.size > this.memoryShare) return null;
-    const body = await this.disk.readBody(entry.hash, entry.sha256, entry.size);
+    const body = await this.disk.readBody(entry.hash, entry.digest, entry.size);
     if (this.index.peek(entry.key) === entry && this.hot) {
       entry.body = body;
       this.hot.set(entry.key, entry);
@@ -937,7 +937,7 @@ export class Cache implements HttpCache {
       url: plan.href,
       status: s.status,
       size,
-      sha256: '',
+      digest: '',
       storedAt,
       freshUntil: freshUntil(s.policy),
       hits: 0,
@@ -948,7 +948,7 @@ export class Cache implements HttpCache {
     let onDisk = false;
     if (writer && this.disk) {
       try {
-        record.sha256 = await writer.finish();
+        record.digest = await writer.finish();
         const meta: EntryMeta = { ...record, v: 1, statusMessage, raw: s.stored, policy: s.policy.toObject() };
         await this.disk.commit(writer, meta);
         onDisk = true;
@@ -960,7 +960,7 @@ export class Cache implements HttpCache {
       this.emit('not-stored', plan.href, { key: s.key, reason: 'disk-error', status: s.status, size });
       return;
     }
-    if (!record.sha256 && body) record.sha256 = createHash('sha256').update(body).digest('hex');
+    if (!record.digest && body) record.digest = bodyDigestOf(body);
     const entry: Entry = {
       ...record,
       meta: this.loadedMeta(s.policy, statusMessage, s.stored, s.requestHeaders),
@@ -1021,7 +1021,7 @@ export class Cache implements HttpCache {
     }
     let handle;
     try {
-      handle = await this.disk!.openVerified(entry.hash, entry.sha256, entry.size);
+      handle = await this.disk!.openVerified(entry.hash, entry.digest, entry.size);
     } catch (err) {
       return this.recoverCorrupt(ex, entry, err);
     }
@@ -1373,7 +1373,7 @@ export class Cache implements HttpCache {
     if (!meta) return null;
     let body: Buffer;
     try {
-      body = entry.body ?? (await this.disk!.readBody(entry.hash, entry.sha256, entry.size));
+      body = entry.body ?? (await this.disk!.readBody(entry.hash, entry.digest, entry.size));
     } catch (err) {
       this.drop(entry, 'corrupt', err instanceof CorruptEntryError ? err.reason : String(err));
       return null;

@@ -3,10 +3,11 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type CachePolicy from 'http-cache-semantics';
+import { bodyDigestOf, bodyMatches, digestLike, newBodyDigest } from './digest';
 
 /** What list() and the LRU need of an entry without touching its files: kept in the one index. */
 interface VerifiedFile {
-  sha256: string;
+  digest: string;
   ino: bigint;
   size: bigint;
   ctimeNs: bigint;
@@ -22,8 +23,8 @@ export interface IndexRecord {
   url: string;
   status: number;
   size: number;
-  /** sha256 of the body. */
-  sha256: string;
+  /** The body's digest (see digest.ts). */
+  digest: string;
   storedAt: number;
   /** Epoch ms until which the entry is fresh (from the policy at store / revalidation time). */
   freshUntil: number;
@@ -36,6 +37,8 @@ export interface IndexRecord {
 /** The metadata file beside each body: everything needed to answer from the entry. */
 export interface EntryMeta extends IndexRecord {
   v: 1;
+  /** Written before digests had a kind: the body's SHA-256, read as `digest`. */
+  sha256?: string;
   statusMessage: string;
   /** Response headers as prepared for hits (no Age, Date, Cache-Status). */
   raw: string[];
@@ -58,11 +61,11 @@ export function hashKey(key: string): string {
   return createHash('sha256').update(key).digest('hex');
 }
 
-/** Streams one body into a temp file while hashing it; nothing is visible until commit renames it. */
+/** Streams one body into a temp file while computing its digest; nothing is visible until commit renames it. */
 export class BodyWriter {
   readonly tmpPath: string;
   private readonly stream: fs.WriteStream;
-  private readonly digest = createHash('sha256');
+  private readonly digest = newBodyDigest();
   size = 0;
   error: NodeJS.ErrnoException | null = null;
   private closed: Promise<void>;
@@ -106,7 +109,7 @@ export class BodyWriter {
     void this.closed.then(() => fsp.unlink(this.tmpPath).catch(() => {}));
   }
 
-  /** Closes the temp file; resolves with the body's sha256, rejects with the write error if there was one. */
+  /** Closes the temp file; resolves with the body's digest, rejects with the write error if there was one. */
   async finish(): Promise<string> {
     this.stream.end();
     await this.closed;
@@ -114,7 +117,7 @@ export class BodyWriter {
       await fsp.unlink(this.tmpPath).catch(() => {});
       throw this.error;
     }
-    return this.digest.digest('hex');
+    return this.digest.finish();
   }
 }
 
@@ -252,19 +255,19 @@ export class DiskStore {
     // its rename. Only a write by someone else within the same clock tick as that rename could
     // go unnoticed; the first hit of a large entry, just after its miss, is not re-read for it.
     const written = await fsp.stat(this.bodyPath(meta.hash), { bigint: true }).catch(() => null);
-    if (written) this.remember(meta.hash, meta.sha256, written, written.ctimeNs + RACY_WINDOW_NS);
+    if (written) this.remember(meta.hash, meta.digest, written, written.ctimeNs + RACY_WINDOW_NS);
     await this.writeMeta(meta);
   }
 
-  private remember(hash: string, sha256: string, stat: fs.BigIntStats, verifiedAtNs = BigInt(Date.now()) * 1_000_000n): void {
-    this.verified.set(hash, { sha256, ino: stat.ino, size: stat.size, ctimeNs: stat.ctimeNs, verifiedAtNs });
+  private remember(hash: string, digest: string, stat: fs.BigIntStats, verifiedAtNs = BigInt(Date.now()) * 1_000_000n): void {
+    this.verified.set(hash, { digest, ino: stat.ino, size: stat.size, ctimeNs: stat.ctimeNs, verifiedAtNs });
   }
 
-  private unchangedSinceVerified(hash: string, sha256: string, stat: fs.BigIntStats): boolean {
+  private unchangedSinceVerified(hash: string, digest: string, stat: fs.BigIntStats): boolean {
     const known = this.verified.get(hash);
     return (
       known !== undefined &&
-      known.sha256 === sha256 &&
+      known.digest === digest &&
       known.ino === stat.ino &&
       known.size === stat.size &&
       known.ctimeNs === stat.ctimeNs &&
@@ -277,7 +280,9 @@ export class DiskStore {
   async writeMeta(meta: EntryMeta): Promise<void> {
     const tmp = path.join(this.tmpDir, `${meta.hash}-${randomBytes(4).toString('hex')}.meta.tmp`);
     try {
-      await fsp.writeFile(tmp, JSON.stringify(meta), { mode: FILE_MODE });
+      // The JSON, then a line with its digest: a damaged field name or value is found, not served.
+      const json = JSON.stringify(meta);
+      await fsp.writeFile(tmp, `${json}\n${bodyDigestOf(Buffer.from(json))}`, { mode: FILE_MODE });
       await fsp.rename(tmp, this.metaPath(meta.hash));
     } catch (err) {
       await fsp.unlink(tmp).catch(() => {});
@@ -286,15 +291,24 @@ export class DiskStore {
   }
 
   async readMeta(hash: string): Promise<EntryMeta> {
-    const meta = JSON.parse(await fsp.readFile(this.metaPath(hash), 'utf8')) as EntryMeta;
-    if (meta.v !== 1 || meta.hash !== hash || typeof meta.sha256 !== 'string' || !Array.isArray(meta.raw) || !meta.policy) {
+    const text = await fsp.readFile(this.metaPath(hash), 'utf8');
+    const lineEnd = text.lastIndexOf('\n');
+    // Files written before metadata had a digest line are one JSON text.
+    const json = lineEnd < 0 ? text : text.slice(0, lineEnd);
+    if (lineEnd >= 0 && !bodyMatches(Buffer.from(json), text.slice(lineEnd + 1))) throw new CorruptEntryError('metadata digest mismatch');
+    const meta = JSON.parse(json) as EntryMeta;
+    if (meta.digest === undefined && typeof meta.sha256 === 'string') {
+      meta.digest = meta.sha256;
+      delete meta.sha256;
+    }
+    if (meta.v !== 1 || meta.hash !== hash || typeof meta.digest !== 'string' || !Array.isArray(meta.raw) || !meta.policy) {
       throw new CorruptEntryError('metadata unreadable');
     }
     return meta;
   }
 
   /** The whole body, checked against its digest. */
-  async readBody(hash: string, sha256: string, size: number): Promise<Buffer> {
+  async readBody(hash: string, digest: string, size: number): Promise<Buffer> {
     let body: Buffer;
     try {
       body = await fsp.readFile(this.bodyPath(hash));
@@ -302,7 +316,7 @@ export class DiskStore {
       throw new CorruptEntryError(`body unreadable (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
     }
     if (body.length !== size) throw new CorruptEntryError(`body is ${body.length} bytes, expected ${size}`);
-    if (createHash('sha256').update(body).digest('hex') !== sha256) throw new CorruptEntryError('body digest mismatch');
+    if (!bodyMatches(body, digest)) throw new CorruptEntryError('body digest mismatch');
     return body;
   }
 
@@ -311,7 +325,7 @@ export class DiskStore {
    * the file is unchanged since it was last verified, so a damaged file is never sent; the
    * caller streams the returned handle from the start.
    */
-  async openVerified(hash: string, sha256: string, size: number): Promise<fsp.FileHandle> {
+  async openVerified(hash: string, expected: string, size: number): Promise<fsp.FileHandle> {
     let handle: fsp.FileHandle;
     try {
       handle = await fsp.open(this.bodyPath(hash), 'r');
@@ -321,8 +335,9 @@ export class DiskStore {
     try {
       const stat = await handle.stat({ bigint: true });
       if (stat.size !== BigInt(size)) throw new CorruptEntryError(`body is ${stat.size} bytes, expected ${size}`);
-      if (this.unchangedSinceVerified(hash, sha256, stat)) return handle;
-      const digest = createHash('sha256');
+      if (this.unchangedSinceVerified(hash, expected, stat)) return handle;
+      const digest = digestLike(expected);
+      if (digest === null) throw new CorruptEntryError('body digest of a kind this Node cannot check');
       const buf = Buffer.allocUnsafe(1024 * 1024);
       let pos = 0;
       while (pos < size) {
@@ -331,8 +346,8 @@ export class DiskStore {
         digest.update(buf.subarray(0, bytesRead));
         pos += bytesRead;
       }
-      if (digest.digest('hex') !== sha256) throw new CorruptEntryError('body digest mismatch');
-      this.remember(hash, sha256, stat);
+      if (digest.finish() !== expected) throw new CorruptEntryError('body digest mismatch');
+      this.remember(hash, expected, stat);
       return handle;
     } catch (err) {
       await handle.close().catch(() => {});
@@ -362,7 +377,7 @@ export function toRecord(m: IndexRecord): IndexRecord {
     url: m.url,
     status: m.status,
     size: m.size,
-    sha256: m.sha256,
+    digest: m.digest,
     storedAt: m.storedAt,
     freshUntil: m.freshUntil,
     hits: m.hits,
@@ -371,14 +386,14 @@ export function toRecord(m: IndexRecord): IndexRecord {
   };
 }
 
-/** One index line: [key, url, status, size, sha256, storedAt, freshUntil, hits, contentType, vary]. */
+/** One index line: [key, url, status, size, digest, storedAt, freshUntil, hits, contentType, vary]. */
 type IndexRow = [string, string, number, number, string, number, number, number, string | null, string[] | null];
 
 function toRow(r: IndexRecord): IndexRow {
-  return [r.key, r.url, r.status, r.size, r.sha256, r.storedAt, r.freshUntil, r.hits, r.contentType ?? null, r.vary];
+  return [r.key, r.url, r.status, r.size, r.digest, r.storedAt, r.freshUntil, r.hits, r.contentType ?? null, r.vary];
 }
 
 function fromRow(row: IndexRow): IndexRecord {
-  const [key, url, status, size, sha256, storedAt, freshUntil, hits, contentType, vary] = row;
-  return { key, hash: hashKey(key), url, status, size, sha256, storedAt, freshUntil, hits, contentType: contentType ?? undefined, vary };
+  const [key, url, status, size, digest, storedAt, freshUntil, hits, contentType, vary] = row;
+  return { key, hash: hashKey(key), url, status, size, digest, storedAt, freshUntil, hits, contentType: contentType ?? undefined, vary };
 }

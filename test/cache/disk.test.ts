@@ -1,9 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { crc32Digest, readMetaFile } from '../helpers/meta';
 import { startTestProxy, viaProxy, type TestProxy } from '../helpers/net';
 import { cacheEvents, startCaseOrigin, type CaseOrigin } from './origin';
 import type { ConfigInput } from '../../src/core/config';
@@ -91,7 +93,7 @@ test('restart after a crash (no index written): the metadata files are scanned i
     assert.ok(notice, 'the start reports how many entries it found');
   }));
 
-test('disk layout: sha256-named body + metadata, owner-only permissions', () =>
+test('disk layout: body and metadata named by the key’s SHA-256, the body’s CRC-32 recorded, owner-only permissions', () =>
   withDisk({}, async (origin, start, dir) => {
     const p = await start();
     await viaProxy(p.port, `${origin.url}/max-age`);
@@ -101,10 +103,13 @@ test('disk layout: sha256-named body + metadata, owner-only permissions', () =>
     assert.match(files[1], /^entries\/[0-9a-f]{2}\/[0-9a-f]{64}\.meta$/);
     for (const f of files) assert.equal(fs.statSync(path.join(dir, f)).mode & 0o777, 0o600, f);
     for (const d of [dir, path.join(dir, 'entries'), path.dirname(path.join(dir, files[0]))]) assert.equal(fs.statSync(d).mode & 0o777, 0o700, d);
-    const meta = JSON.parse(fs.readFileSync(path.join(dir, files[1]), 'utf8'));
+    const metaText = fs.readFileSync(path.join(dir, files[1]), 'utf8');
+    const [json, check] = metaText.split('\n');
+    assert.equal(check, crc32Digest(json), 'the metadata’s own digest line');
+    const meta = readMetaFile(path.join(dir, files[1]));
     assert.equal(meta.url, `${origin.url}/max-age`);
     assert.equal(meta.size, 10);
-    assert.match(meta.sha256, /^[0-9a-f]{64}$/);
+    assert.equal(meta.digest, crc32Digest('max-age v1'));
     assert.equal(meta.status, 200);
   }));
 
@@ -133,6 +138,78 @@ for (const damage of ['truncated', 'bit-flipped', 'deleted'] as const) {
       assert.equal(origin.count('/max-age'), 2);
     }));
 }
+
+test('metadata damaged so that it is still valid JSON (a header value changed) is caught by its digest line, not served', () =>
+  withDisk({}, async (origin, start, dir) => {
+    let p = await start();
+    await viaProxy(p.port, `${origin.url}/max-age`);
+    await p.close();
+    const metaFile = path.join(dir, filesUnder(dir).find((f) => f.endsWith('.meta'))!);
+    const text = fs.readFileSync(metaFile, 'utf8');
+    assert.ok(text.includes('"max-age=60"'));
+    fs.writeFileSync(metaFile, text.replace('"max-age=60"', '"max-age=90"'));
+    p = await start();
+    const r = await viaProxy(p.port, `${origin.url}/max-age`);
+    assert.equal(r.headers['cache-control'], 'max-age=60');
+    assert.equal(r.headers['cache-status'], 'caching-proxy; fwd=miss; stored');
+    assert.deepEqual(cacheEvents(p, 'corrupt').map((e) => e.reason), ['metadata digest mismatch']);
+  }));
+
+/** Rewrites a stopped cache's entries as an earlier version stored them: one JSON text, a bare SHA-256 `sha256` field, no `digest`. */
+function asStoredWithSha256(dir: string): void {
+  const sha256 = (file: string) => createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+  const byHash = new Map<string, string>();
+  for (const f of filesUnder(dir).filter((n) => n.endsWith('.meta'))) {
+    const file = path.join(dir, f);
+    const meta = readMetaFile(file);
+    const digest = sha256(file.replace(/\.meta$/, '.body'));
+    byHash.set(String(meta.digest), digest);
+    delete meta.digest;
+    meta.sha256 = digest;
+    fs.writeFileSync(file, JSON.stringify(meta));
+  }
+  const indexFile = path.join(dir, 'index.json');
+  const index = JSON.parse(fs.readFileSync(indexFile, 'utf8')) as { rows: unknown[][] };
+  for (const row of index.rows) row[4] = byHash.get(String(row[4]));
+  fs.writeFileSync(indexFile, JSON.stringify(index));
+}
+
+test('entries an earlier version stored with a SHA-256 are served after an upgrade, and still checked', () =>
+  withDisk({ maxMemoryMB: 1 }, async (origin, start, dir) => {
+    const size = 2_000_000;
+    const small = `${origin.url}/max-age`;
+    const large = `${origin.url}/big?size=${size}`;
+    let p = await start();
+    await viaProxy(p.port, small);
+    await viaProxy(p.port, large);
+    await p.close();
+    asStoredWithSha256(dir);
+    for (const index of [true, false]) {
+      // With the clean index, and from the metadata files alone.
+      if (!index) fs.rmSync(path.join(dir, 'index.json'));
+      p = await start();
+      for (const url of [small, large]) {
+        const r = await viaProxy(p.port, url);
+        assert.match(String(r.headers['cache-status']), /; hit; /, `${url} (index: ${index})`);
+      }
+      assert.equal(p.proxy.cache.list().length, 2);
+      await p.close();
+    }
+    assert.equal(origin.count('/max-age'), 1);
+    assert.equal(origin.count(`/big?size=${size}`), 1);
+    // A damaged old-style body is caught by its SHA-256.
+    for (const file of bodyFiles(dir)) {
+      const bytes = fs.readFileSync(file);
+      bytes[bytes.length - 2] ^= 0x01;
+      fs.writeFileSync(file, bytes);
+    }
+    p = await start();
+    for (const url of [small, large]) assert.match(String((await viaProxy(p.port, url)).headers['cache-status']), /fwd=miss; stored/, url);
+    assert.deepEqual(
+      cacheEvents(p, 'corrupt').map((e) => e.reason),
+      ['body digest mismatch', 'body digest mismatch'],
+    );
+  }));
 
 test('a damaged large body (streamed from disk) is checked before it is sent', () =>
   withDisk({ maxMemoryMB: 1 }, async (origin, start) => {

@@ -7,6 +7,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { crc32Digest, readMetaFile } from '../helpers/meta';
 import { sleep, waitFor } from '../helpers/net';
 import { spawnProxy, type ChildProxy } from './lib/child';
 
@@ -134,10 +135,10 @@ test('SIGKILL while large and small entries are being written, then a restart on
     console.log(`SIGKILL: ${leftovers.length} temp files left by the kill and removed at restart; ${hits} of ${paths.length} URLs were hits afterwards`);
     // Every body on disk matches its metadata.
     for (const meta of filesUnder(path.join(dir, 'entries')).filter((f) => f.endsWith('.meta'))) {
-      const m = JSON.parse(fs.readFileSync(meta, 'utf8')) as { size: number; sha256: string };
+      const m = readMetaFile(meta) as { size: number; digest: string };
       const body = fs.readFileSync(meta.replace(/\.meta$/, '.body'));
       assert.equal(body.length, m.size);
-      assert.equal(createHash('sha256').update(body).digest('hex'), m.sha256);
+      assert.equal(m.digest, crc32Digest(body));
     }
   } finally {
     await proxy.stop();
@@ -164,7 +165,7 @@ function entryFiles(dir: string, url: string): { meta: string; body: string } {
   for (const meta of filesUnder(path.join(dir, 'entries')).filter((f) => f.endsWith('.meta'))) {
     let m: { url?: string };
     try {
-      m = JSON.parse(fs.readFileSync(meta, 'utf8')) as { url: string };
+      m = readMetaFile(meta) as { url: string };
     } catch {
       continue; // damaged by an earlier round
     }
