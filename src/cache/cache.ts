@@ -950,7 +950,7 @@ export class Cache implements HttpCache {
       try {
         record.digest = await writer.finish();
         const meta: EntryMeta = { ...record, v: 1, statusMessage, raw: s.stored, policy: s.policy.toObject() };
-        await this.disk.commit(writer, meta);
+        await this.disk.commit(writer, meta, size > this.memoryShare);
         onDisk = true;
       } catch (err) {
         this.warnDisk(err);

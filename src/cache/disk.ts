@@ -57,6 +57,13 @@ const FILE_MODE = 0o600;
 /** How many metadata files a cold start (no clean index) reads at once. */
 const SCAN_CONCURRENCY = 64;
 
+/** Temp file names: unique within this process by the counter, across processes sharing the directory by the prefix. */
+const TEMP_PREFIX = `${process.pid.toString(36)}-${randomBytes(4).toString('hex')}`;
+let tempCounter = 0;
+function tempName(suffix: string): string {
+  return `${TEMP_PREFIX}-${(tempCounter++).toString(36)}${suffix}`;
+}
+
 export function hashKey(key: string): string {
   return createHash('sha256').update(key).digest('hex');
 }
@@ -72,7 +79,7 @@ export class BodyWriter {
   private drainWaiters: Array<() => void> = [];
 
   constructor(tmpDir: string) {
-    this.tmpPath = path.join(tmpDir, `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}.tmp`);
+    this.tmpPath = path.join(tmpDir, tempName('.tmp'));
     // A 64 KiB network chunk must not report backpressure at once (the default mark is 16 KiB):
     // that paused the origin after every chunk and left the miss path idle a third of the time.
     this.stream = fs.createWriteStream(this.tmpPath, { mode: FILE_MODE, flags: 'wx', highWaterMark: 1024 * 1024 });
@@ -234,7 +241,12 @@ export class DiskStore {
   }
 
   /** Publishes a finished body, then its metadata. */
-  async commit(writer: BodyWriter, meta: EntryMeta): Promise<void> {
+  /**
+   * Publishes a finished body and its metadata. `streamed`: the body is large enough to be sent
+   * from the file, so the file's identity is remembered as verified (smaller bodies are read
+   * whole and checked on every read, and skip the stat).
+   */
+  async commit(writer: BodyWriter, meta: EntryMeta, streamed: boolean): Promise<void> {
     const bucket = path.dirname(this.bodyPath(meta.hash));
     if (!this.buckets.has(bucket)) {
       await fsp.mkdir(bucket, { recursive: true, mode: DIR_MODE });
@@ -254,7 +266,7 @@ export class DiskStore {
     // The digest was computed from the bytes as they were written, so the file is verified as of
     // its rename. Only a write by someone else within the same clock tick as that rename could
     // go unnoticed; the first hit of a large entry, just after its miss, is not re-read for it.
-    const written = await fsp.stat(this.bodyPath(meta.hash), { bigint: true }).catch(() => null);
+    const written = streamed ? await fsp.stat(this.bodyPath(meta.hash), { bigint: true }).catch(() => null) : null;
     if (written) this.remember(meta.hash, meta.digest, written, written.ctimeNs + RACY_WINDOW_NS);
     await this.writeMeta(meta);
   }
@@ -278,7 +290,7 @@ export class DiskStore {
   }
 
   async writeMeta(meta: EntryMeta): Promise<void> {
-    const tmp = path.join(this.tmpDir, `${meta.hash}-${randomBytes(4).toString('hex')}.meta.tmp`);
+    const tmp = path.join(this.tmpDir, tempName('.meta.tmp'));
     try {
       // The JSON, then a line with its digest: a damaged field name or value is found, not served.
       const json = JSON.stringify(meta);
@@ -363,7 +375,7 @@ export class DiskStore {
   }
 
   async saveIndex(records: IndexRecord[]): Promise<void> {
-    const tmp = path.join(this.tmpDir, `index-${randomBytes(4).toString('hex')}.tmp`);
+    const tmp = path.join(this.tmpDir, tempName('.index.tmp'));
     // Rows, not objects: without the repeated field names the index is 40% smaller and parses faster.
     await fsp.writeFile(tmp, JSON.stringify({ v: 2, rows: records.map(toRow) }), { mode: FILE_MODE });
     await fsp.rename(tmp, path.join(this.dir, INDEX_FILE));
