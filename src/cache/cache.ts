@@ -80,13 +80,13 @@ interface UncacheableMark {
 const SIGNATURE_VALUES = new Set(['cache-control', 'pragma', 'vary', 'content-type']);
 const SIGNATURE_PRESENCE = new Set(['expires', 'last-modified', 'etag', 'set-cookie', 'authorization']);
 
-/** What of a response decides whether it can be stored: status, directives, and which validators it has. */
-function responseSignature(status: number, raw: string[]): string {
+/** What of a response decides whether it can be stored: status, directives, and which validators it has. `lower`: the names in lower case, if known. */
+function responseSignature(status: number, raw: string[], lower?: string[]): string {
   let signature = String(status);
   for (let i = 0; i < raw.length; i += 2) {
-    const lower = raw[i].toLowerCase();
-    if (SIGNATURE_VALUES.has(lower)) signature += `\n${lower}: ${raw[i + 1]}`;
-    else if (SIGNATURE_PRESENCE.has(lower)) signature += `\n${lower}`;
+    const name = lower === undefined ? raw[i].toLowerCase() : lower[i >> 1];
+    if (SIGNATURE_VALUES.has(name)) signature += `\n${name}: ${raw[i + 1]}`;
+    else if (SIGNATURE_PRESENCE.has(name)) signature += `\n${name}`;
   }
   return signature;
 }
@@ -243,9 +243,9 @@ export class Cache implements HttpCache {
       this.emit('miss', request.href, { key: 'GET ' + request.href });
       return `fwd=miss; detail=${mark.reason}`;
     },
-    responded: (request, status, rawHeaders) => {
+    responded: (request, status, rawHeaders, lowerNames) => {
       const mark = this.uncacheable.peek(request.href);
-      if (mark !== undefined && responseSignature(status, rawHeaders) !== mark.signature) this.uncacheable.delete(request.href);
+      if (mark !== undefined && responseSignature(status, rawHeaders, lowerNames) !== mark.signature) this.uncacheable.delete(request.href);
       this.emit('not-stored', request.href, { reason: mark?.reason ?? 'not-storable', status });
     },
   };

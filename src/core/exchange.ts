@@ -103,6 +103,6 @@ export type QuickResponder = (request: QuickRequest) => QuickAnswer | null;
 export interface QuickPassThrough {
   /** The Cache-Status parameters to send ('' for none), or null to have the request go the ordinary way. */
   decide(request: QuickRequest): string | null;
-  /** The origin's answer to a forwarded request: status and raw [name, value, ...] header fields. */
-  responded(request: QuickRequest, status: number, rawHeaders: string[]): void;
+  /** The origin's answer to a forwarded request: status, raw [name, value, ...] header fields, and the names in lower case. */
+  responded(request: QuickRequest, status: number, rawHeaders: string[], lowerNames: string[]): void;
 }

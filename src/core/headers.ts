@@ -17,6 +17,8 @@ const HOP_BY_HOP = new Set([
 function connectionNominated(connection: string | string[] | undefined): Set<string> | null {
   if (!connection) return null;
   const value = Array.isArray(connection) ? connection.join(',') : connection;
+  // The usual values name no other field (Keep-Alive is hop-by-hop anyway).
+  if (value === 'keep-alive' || value === 'close' || value === 'Keep-Alive' || value === 'Close') return null;
   const names = value
     .split(',')
     .map((s) => s.trim().toLowerCase())
@@ -50,26 +52,58 @@ export function forwardRequestHeaders(headers: IncomingHttpHeaders, httpVersion:
 }
 
 /**
+ * Which fields of an upstream response go on to the client (indices of `lower`, whose entry i
+ * is the lower-case name of raw[2i]), and the Via the response already carried.
+ */
+function endToEndFields(raw: string[], lower: string[]): { kept: number[]; existingVia: string | undefined } {
+  let nominated: Set<string> | null = null;
+  let existingVia: string | undefined;
+  for (let i = 0; i < lower.length; i++) {
+    if (lower[i] === 'connection') nominated = connectionNominated(raw[2 * i + 1]);
+    else if (lower[i] === 'via') existingVia = existingVia ? `${existingVia}, ${raw[2 * i + 1]}` : raw[2 * i + 1];
+  }
+  const kept: number[] = [];
+  for (let i = 0; i < lower.length; i++) {
+    const name = lower[i];
+    if (name !== 'via' && !HOP_BY_HOP.has(name) && (nominated === null || !nominated.has(name))) kept.push(i);
+  }
+  return { kept, existingVia };
+}
+
+export function lowerCaseNames(raw: string[]): string[] {
+  const lower = new Array<string>(raw.length >> 1);
+  for (let i = 0; i < lower.length; i++) lower[i] = raw[2 * i].toLowerCase();
+  return lower;
+}
+
+/**
  * An upstream response's headers for the client, as a flat raw [name, value, ...] list so
  * names keep their case and repeated headers (Set-Cookie) stay separate.
  */
 export function forwardResponseHeaders(rawHeaders: string[], httpVersion: string, via: string): string[] {
-  let nominated: Set<string> | null = null;
-  let existingVia: string | undefined;
-  for (let i = 0; i < rawHeaders.length; i += 2) {
-    const lower = rawHeaders[i].toLowerCase();
-    if (lower === 'connection') nominated = connectionNominated(rawHeaders[i + 1]);
-    else if (lower === 'via') existingVia = existingVia ? `${existingVia}, ${rawHeaders[i + 1]}` : rawHeaders[i + 1];
-  }
+  const { kept, existingVia } = endToEndFields(rawHeaders, lowerCaseNames(rawHeaders));
   const out: string[] = [];
-  for (let i = 0; i < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i];
-    const lower = name.toLowerCase();
-    if (lower === 'via' || isHopByHop(lower, nominated)) continue;
-    out.push(name, rawHeaders[i + 1]);
-  }
+  for (const i of kept) out.push(rawHeaders[2 * i], rawHeaders[2 * i + 1]);
   out.push('Via', appendVia(existingVia, httpVersion, via));
   return out;
+}
+
+/**
+ * The same fields as head lines, for a relay that writes the head itself, and whether the origin
+ * sent Content-Length and Date. `lower` as for endToEndFields, made once by the caller.
+ */
+export function forwardedHeadLines(raw: string[], lower: string[], httpVersion: string, via: string): { lines: string; hasLength: boolean; hasDate: boolean } {
+  const { kept, existingVia } = endToEndFields(raw, lower);
+  let lines = '';
+  let hasLength = false;
+  let hasDate = false;
+  for (const i of kept) {
+    if (lower[i] === 'content-length') hasLength = true;
+    else if (lower[i] === 'date') hasDate = true;
+    lines += `${raw[2 * i]}: ${raw[2 * i + 1]}\r\n`;
+  }
+  lines += `Via: ${appendVia(existingVia, httpVersion, via)}\r\n`;
+  return { lines, hasLength, hasDate };
 }
 
 export function appendVia(existing: string | string[] | undefined, httpVersion: string, via: string): string {

@@ -2,7 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import type * as net from 'node:net';
 import { Client, type Dispatcher } from 'undici';
 import { VIA_NAME } from './forward';
-import { forwardResponseHeaders } from './headers';
+import { forwardedHeadLines, lowerCaseNames } from './headers';
 
 /** Connections to one origin busy at once on the quick path; past it requests take the ordinary path, whose agent queues them. */
 const MAX_BUSY = 256;
@@ -87,7 +87,7 @@ export class QuickRelay implements Dispatcher.DispatchHandler {
     private readonly socket: net.Socket,
     private readonly method: string,
     private readonly cacheStatus: string,
-    private readonly onHead: (status: number, rawHeaders: string[]) => void,
+    private readonly onHead: (status: number, rawHeaders: string[], lowerNames: string[]) => void,
     private readonly onDone: (error: Error | null) => void,
   ) {}
 
@@ -109,17 +109,10 @@ export class QuickRelay implements Dispatcher.DispatchHandler {
     if (status < 200) return true;
     const raw = new Array<string>(rawHeaders.length);
     for (let i = 0; i < rawHeaders.length; i++) raw[i] = rawHeaders[i].toString('latin1');
-    this.onHead(status, raw);
-    const fields = forwardResponseHeaders(raw, '1.1', VIA_NAME);
-    let head = `HTTP/1.1 ${status} ${statusText || STATUS_CODES[status] || 'Unknown'}\r\n`;
-    let hasLength = false;
-    let hasDate = false;
-    for (let i = 0; i < fields.length; i += 2) {
-      const lower = fields[i].toLowerCase();
-      if (lower === 'content-length') hasLength = true;
-      else if (lower === 'date') hasDate = true;
-      head += `${fields[i]}: ${fields[i + 1]}\r\n`;
-    }
+    const lower = lowerCaseNames(raw);
+    this.onHead(status, raw, lower);
+    const { lines, hasLength, hasDate } = forwardedHeadLines(raw, lower, '1.1', VIA_NAME);
+    let head = `HTTP/1.1 ${status} ${statusText || STATUS_CODES[status] || 'Unknown'}\r\n${lines}`;
     if (this.cacheStatus) head += `Cache-Status: caching-proxy; ${this.cacheStatus}\r\n`;
     // RFC 9110 §6.6.1: a recipient with a clock forwards a response without Date with one.
     if (!hasDate) head += `Date: ${new Date().toUTCString()}\r\n`;

@@ -264,7 +264,7 @@ export class ProxyServer {
         socket,
         request.method,
         cacheStatus,
-        (status, raw) => pass.responded(request, status, raw),
+        (status, raw, lower) => pass.responded(request, status, raw, lower),
         (error) => {
           socket[RELAYING] = null;
           this.relaying--;
