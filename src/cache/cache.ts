@@ -30,6 +30,8 @@ const PREFETCH_MAX_HTML = 2 * MiB;
 /** Links waiting to be prefetched; beyond this, new pages' links are dropped (browsing outpaces the origin). */
 const PREFETCH_QUEUE_MAX = 1000;
 const RESOLVED = Promise.resolve();
+/** Read size when streaming a body from disk. */
+const DISK_READ_CHUNK = 1024 * 1024;
 /** Up to this body size a quick answer copies the body in behind the head and is sent with one write. */
 const QUICK_COPY_MAX = 16 * 1024;
 /** Requests within one second after which an entry's quick answer is reused for the rest of that second. */
@@ -1037,7 +1039,8 @@ export class Cache implements HttpCache {
       res.end();
       return;
     }
-    const stream = handle.createReadStream(range ? { start: range.start, end: range.end } : { start: 0 });
+    // 1 MiB reads: a quarter of the thread-pool round trips and stream callbacks of the default 64 KiB.
+    const stream = handle.createReadStream({ start: range ? range.start : 0, end: range?.end, highWaterMark: DISK_READ_CHUNK });
     await new Promise<void>((resolve) => {
       stream.on('data', (chunk) => countBytes(res, chunk.length));
       stream.once('error', (err) => {
