@@ -38,7 +38,12 @@ export class QuickConnections {
 
   /** Whether a request can have a connection now. */
   get available(): boolean {
-    return !this.closed && (this.idle.length > 0 || this.busy < MAX_BUSY);
+    return this.idle.length > 0 || this.canOpen;
+  }
+
+  /** Whether a new connection may be opened now. */
+  get canOpen(): boolean {
+    return !this.closed && this.busy < MAX_BUSY;
   }
 
   /** A connection for one request (`reused`: it has served one before), or null when none is available. */
@@ -48,7 +53,7 @@ export class QuickConnections {
       this.busy++;
       return { client, reused: true };
     }
-    if (this.closed || this.busy >= MAX_BUSY) return null;
+    if (!this.canOpen) return null;
     this.busy++;
     return { client: new Client(this.origin, this.options), reused: false };
   }

@@ -43,7 +43,7 @@ type QuickSocket = net.Socket & { [RELAYING]?: QuickRelay | null };
 /** Where a quick pass-through request goes, taken from a normalised href (only when one is forwarded). */
 interface QuickTarget {
   href: string;
-  /** http://host[:port], the undici pool's key. */
+  /** http://host[:port], the key of its QuickConnections. */
   origin: string;
   /** Origin-form: path and query. */
   path: string;
@@ -201,8 +201,9 @@ export class ProxyServer {
 
   /**
    * One chunk from a connection still on the quick path. A simple request with a ready answer
-   * is answered here; anything else hands the connection, this chunk first, to Node's parser
-   * for good (requests after it on that connection take the ordinary path).
+   * is answered here, and one the cache says cannot be stored (QuickPassThrough) is forwarded
+   * from here; anything else hands the connection, this chunk first, to Node's parser for good
+   * (requests after it on that connection take the ordinary path).
    */
   private quickData(socket: QuickSocket, chunk: Buffer): void {
     if (socket[RELAYING]) {
@@ -270,7 +271,7 @@ export class ProxyServer {
           this.relaying--;
           connections.give(client, error === null);
           // A kept-alive connection the origin had just closed: once more on a new one, as Node's agent does.
-          if (error !== null && reused && !relay.headSent && !socket.destroyed && (error as NodeJS.ErrnoException).code === 'UND_ERR_SOCKET' && connections.available) {
+          if (error !== null && reused && !relay.headSent && !socket.destroyed && (error as NodeJS.ErrnoException).code === 'UND_ERR_SOCKET' && connections.canOpen) {
             return attempt(true);
           }
           this.quickForwarded(socket, relay, error, id, request.method, target, cacheStatus, started);
@@ -290,7 +291,7 @@ export class ProxyServer {
       this.events.emit({ type: 'error', id, method, url: target.href, status: pe.status, code: pe.code, message: pe.message });
       if (relay.headSent) return void socket.destroy();
       // As the ordinary path answers (sendText): the connection stays open for the client's next request.
-      socket.write(quickTextResponse(method, pe.status, pe.message, cacheStatus), 'utf8');
+      socket.write(quickTextResponse(method, pe.status, pe.message, cacheStatus));
     } else if (this.events.active) {
       this.events.emit({ type: 'response', id, method, url: target.href, status: relay.status, bytes: relay.bytes, durationMs: performance.now() - started, cache: cacheStatus || undefined });
     }
@@ -762,8 +763,13 @@ export class ProxyServer {
 }
 
 /** A proxy-generated answer: status, readable text body, and no caching of it downstream. */
+/** A readable error or notice as a response body: the message, ending in a newline. */
+function textBody(message: string): Buffer {
+  return Buffer.from(message.endsWith('\n') ? message : message + '\n');
+}
+
 export function sendText(res: http.ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
-  const body = Buffer.from(message.endsWith('\n') ? message : message + '\n');
+  const body = textBody(message);
   res.writeHead(status, {
     'Content-Type': 'text/plain; charset=utf-8',
     'Content-Length': body.length,
@@ -775,16 +781,19 @@ export function sendText(res: http.ServerResponse, status: number, message: stri
 }
 
 /** sendText's answer, written by hand for a quick-path connection. */
-function quickTextResponse(method: string, status: number, message: string, cacheStatus: string): string {
-  const body = message.endsWith('\n') ? message : message + '\n';
+function quickTextResponse(method: string, status: number, message: string, cacheStatus: string): Buffer {
+  const body = textBody(message);
   const cache = cacheStatus ? `Cache-Status: caching-proxy; ${cacheStatus}\r\n` : '';
-  const head = `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\n${cache}Date: ${new Date().toUTCString()}\r\n\r\n`;
-  return method === 'HEAD' ? head : head + body;
+  const head = Buffer.from(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\nCache-Control: no-store\r\n${cache}Date: ${new Date().toUTCString()}\r\n\r\n`,
+    'latin1',
+  );
+  return method === 'HEAD' ? head : Buffer.concat([head, body]);
 }
 
 /** For sockets outside the http.ServerResponse machinery (CONNECT, upgrade, parse errors). */
 function writeRawResponse(socket: Duplex, status: number, message: string, headers: Record<string, string> = {}): void {
-  const body = Buffer.from(message.endsWith('\n') ? message : message + '\n');
+  const body = textBody(message);
   const lines = [`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}`, 'Content-Type: text/plain; charset=utf-8', `Content-Length: ${body.length}`, 'Connection: close'];
   for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
   socket.end(Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n'), body]));
