@@ -29,7 +29,7 @@ export class RunningProxy {
     const cache = await createCache(config.cache, { events, origin: originRef, passThrough });
     const off = config.cache.policy === 'off';
     const server = new ProxyServer(config, events, origin, off ? passThrough : cache.handler);
-    server.setQuickResponder(...quickLanes(config, cache));
+    server.setQuickResponder(...quickLanes(off, cache));
     let address: ListenAddress;
     try {
       address = await server.listen();
@@ -71,7 +71,7 @@ export class RunningProxy {
     await this.cache.updateConfig(next.cache);
     const off = next.cache.policy === 'off';
     const handler = off ? this.passThrough : this.cache.handler;
-    const quick = quickLanes(next, this.cache);
+    const quick = quickLanes(off, this.cache);
     if (originChanged) {
       const old = this.origin;
       this.origin = new OriginClient(next);
@@ -108,8 +108,8 @@ export class RunningProxy {
 /** With caching off every plain request is forwarded on the quick path; otherwise the cache says which. */
 const FORWARD_ALL: QuickPassThrough = { decide: () => '', responded: () => {} };
 
-function quickLanes(config: ProxyConfig, cache: HttpCache): [HttpCache['quick'] | null, QuickPassThrough] {
-  return config.cache.policy === 'off' ? [null, FORWARD_ALL] : [cache.quick, cache.quickPass];
+function quickLanes(cachingOff: boolean, cache: HttpCache): [HttpCache['quick'] | null, QuickPassThrough] {
+  return cachingOff ? [null, FORWARD_ALL] : [cache.quick, cache.quickPass];
 }
 
 export const startProxy = RunningProxy.start;

@@ -26,9 +26,9 @@ function connectionNominated(connection: string | string[] | undefined): Set<str
   return names.length ? new Set(names) : null;
 }
 
-export function isHopByHop(name: string, nominated: Set<string> | null): boolean {
-  const lower = name.toLowerCase();
-  return HOP_BY_HOP.has(lower) || (nominated !== null && nominated.has(lower));
+/** `name` in lower case (as Node gives request fields, and as endToEndFields has them). */
+function isHopByHop(name: string, nominated: Set<string> | null): boolean {
+  return HOP_BY_HOP.has(name) || (nominated !== null && nominated.has(name));
 }
 
 /** The end-to-end request headers to send upstream, with our Via appended. Host is left to the caller. */
@@ -65,7 +65,7 @@ function endToEndFields(raw: string[], lower: string[]): { kept: number[]; exist
   const kept: number[] = [];
   for (let i = 0; i < lower.length; i++) {
     const name = lower[i];
-    if (name !== 'via' && !HOP_BY_HOP.has(name) && (nominated === null || !nominated.has(name))) kept.push(i);
+    if (name !== 'via' && !isHopByHop(name, nominated)) kept.push(i);
   }
   return { kept, existingVia };
 }
