@@ -1,15 +1,31 @@
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as vscode from 'vscode';
-import type { CachingProxyApi } from '../../src/extension/extension';
+import type { CachingProxyApi, ShownNotification } from '../../src/extension/extension';
 export { portAccepts } from '../helpers/ports';
 
 export const EXTENSION_ID = 'caching-proxy.caching-proxy';
 
-export async function getApi(): Promise<CachingProxyApi> {
+/** The extension's API plus what its events have shown so far (from the first getApi() on). */
+export interface TestApi extends CachingProxyApi {
+  readonly notifications: readonly ShownNotification[];
+  /** "level text" per output channel line. */
+  readonly logLines: readonly string[];
+}
+
+let observed: TestApi | null = null;
+
+export async function getApi(): Promise<TestApi> {
   const ext = vscode.extensions.getExtension<CachingProxyApi>(EXTENSION_ID);
   if (!ext) throw new Error(`${EXTENSION_ID} is not installed`);
-  return ext.activate();
+  const api = await ext.activate();
+  if (observed?.controller === api.controller) return observed;
+  const notifications: ShownNotification[] = [];
+  const logLines: string[] = [];
+  api.onDidNotify((n) => notifications.push(n));
+  api.onDidLog((l) => logLines.push(`${l.level} ${l.text}`));
+  observed = Object.assign(Object.create(api) as CachingProxyApi, { notifications, logLines });
+  return observed;
 }
 
 export const settings = () => vscode.workspace.getConfiguration('cachingProxy');

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { CacheNode, EntryNode, HostNode } from '../../src/extension/cachedUrlsTree';
 import type { CachingProxyApi } from '../../src/extension/extension';
-import { alive, getApi, portAccepts, setSetting, startOrigin, viaProxy, waitFor, type Origin } from './helpers';
+import { alive, getApi, portAccepts, setSetting, startOrigin, viaProxy, waitFor, type Origin, type TestApi } from './helpers';
 
 /** Tree rows as a user reads them: host label -> [path label, description]. */
 async function treeRows(api: CachingProxyApi): Promise<Map<string, [string, string][]>> {
@@ -41,7 +41,7 @@ async function waitForEntry(api: CachingProxyApi, pathLabel: string): Promise<En
 }
 
 suite('Proxy lifecycle, tree and commands', () => {
-  let api: CachingProxyApi;
+  let api: TestApi;
   let origin: Origin;
   let port = 0;
 

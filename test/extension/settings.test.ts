@@ -3,11 +3,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { CachingProxyApi } from '../../src/extension/extension';
-import { freePort, getApi, occupyPort, portAccepts, setSetting, startOrigin, viaProxy, waitFor, type Origin } from './helpers';
+import { freePort, getApi, occupyPort, portAccepts, setSetting, startOrigin, viaProxy, waitFor, type Origin, type TestApi } from './helpers';
 
 suite('Settings', () => {
-  let api: CachingProxyApi;
+  let api: TestApi;
   let origin: Origin;
 
   suiteSetup(async () => {
