@@ -1,5 +1,6 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
+import * as net from 'node:net';
 import { Readable } from 'node:stream';
 import type { ProxyConfig } from './config';
 import { ProxyError, type Origin, type UpstreamRequest } from './exchange';
@@ -64,6 +65,13 @@ export class OriginClient implements Origin {
 
   get timeout(): number {
     return this.timeoutMs;
+  }
+
+  /** TLS options for a connection of our own to an https origin (Upgrade requests): its name, verified. */
+  tlsOptions(hostname: string): { servername?: string } {
+    const name = hostname.replace(/^\[|\]$/g, '');
+    // RFC 6066: no SNI for an address.
+    return net.isIP(name) ? {} : { servername: name };
   }
 
   fetch(request: UpstreamRequest): Promise<http.IncomingMessage> {

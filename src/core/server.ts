@@ -1,18 +1,20 @@
 import * as http from 'node:http';
 import * as net from 'node:net';
-import * as os from 'node:os';
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
+import { Admission, Refusal } from './admission';
+import { quickTextResponse, sendText, writeRawResponse } from './answers';
 import type { ProxyConfig } from './config';
 import type { EventBus } from './events';
 import { ProxyError, type Exchange, type QuickAnswer, type QuickPassThrough, type QuickRequest, type QuickResponder, type RequestHandler } from './exchange';
-import { bodyBytes, countBytes, VIA_NAME } from './forward';
-import { appendVia, forwardRequestHeaders, HOST_VALUE, requestHasBody, requestHeadProblem } from './headers';
+import { bodyBytes, VIA_NAME } from './forward';
+import { forwardRequestHeaders, HOST_VALUE } from './headers';
 import { parseSimpleRequest, plainPathStart } from './quickFront';
 import { QuickRelay, type QuickConnections } from './quickForward';
 import type { OriginClient } from './origin';
 import { describeNetworkError } from './origin';
-import { parsePathStyle, pathStyleRewriter } from './pathStyle';
+import { parseAbsoluteTarget } from './target';
+import { Tunnels } from './tunnels';
 
 export interface ListenAddress {
   host: string;
@@ -122,13 +124,12 @@ export class ProxyServer {
   private relaying = 0;
   private closing = false;
   private address: ListenAddress | null = null;
-  private readonly localAddresses = new Set<string>();
-  private readonly tunnels = new Set<Duplex>();
   private readonly inFlight = new Set<http.ServerResponse>();
-  private readonly expectedAuth: Buffer | null;
   private readonly onResponseClose: (this: http.ServerResponse) => void;
   /** Our Via received-by token: a per-instance suffix tells our own requests coming back (loops) from chained instances. */
   readonly viaName = `${VIA_NAME}-${randomBytes(3).toString('hex')}`;
+  private readonly admission: Admission;
+  private readonly tunnels: Tunnels;
 
   constructor(
     private readonly config: ProxyConfig,
@@ -141,7 +142,8 @@ export class ProxyServer {
     this.onResponseClose = function (this: http.ServerResponse) {
       server.responseClosed(this);
     };
-    this.expectedAuth = config.auth ? Buffer.from(`Basic ${Buffer.from(`${config.auth.username}:${config.auth.password}`).toString('base64')}`) : null;
+    this.admission = new Admission(config, this.viaName);
+    this.tunnels = new Tunnels(events, this.viaName);
     const idleMs = Math.round(config.idleTimeoutSeconds * 1000);
     const headersMs = Math.round(config.headersTimeoutSeconds * 1000);
     this.server = http.createServer({
@@ -216,7 +218,7 @@ export class ProxyServer {
     const head = quick === null && this.quickPass === null ? null : parseSimpleRequest(chunk, this.config.maxHeaderBytes);
     if (head === null) return this.handOver(socket, chunk);
     const href = this.quickTarget(head.target);
-    if (href === null || head.headers.via?.includes(this.viaName) || !HOST_VALUE.test(head.headers.host) || !this.authorizedBy(head.headers['proxy-authorization'])) {
+    if (href === null || head.headers.via?.includes(this.viaName) || !HOST_VALUE.test(head.headers.host) || !this.admission.authorizedBy(head.headers['proxy-authorization'])) {
       return this.handOver(socket, chunk);
     }
     const started = this.events.active ? performance.now() : 0;
@@ -338,7 +340,7 @@ export class ProxyServer {
   private parsedTarget(target: string): string | null {
     // A bad target or one that loops: the ordinary path explains why.
     const url = parseAbsoluteTarget(target);
-    return typeof url !== 'string' && !this.targetsSelf(url.hostname, Number(url.port || 80)) ? url.href : null;
+    return typeof url !== 'string' && !this.admission.targetsSelf(url.hostname, Number(url.port || 80)) ? url.href : null;
   }
 
   /** From now on Node's HTTP server reads this connection; `chunk` is the first it sees. */
@@ -374,7 +376,7 @@ export class ProxyServer {
         const a = this.server.address() as net.AddressInfo;
         const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
         this.address = { host: a.address, port: a.port, url: `http://${host}:${a.port}` };
-        this.collectLocalAddresses(a.address);
+        this.admission.listening(a.address, a.port, this.address.url);
         this.events.emit({ type: 'listening', host: a.address, port: a.port, url: this.address.url });
         resolve(this.address);
       };
@@ -399,7 +401,7 @@ export class ProxyServer {
     // Quick-path connections are idle between requests, but for one relaying an origin's answer: that one is ended when the answer is complete.
     this.closing = true;
     for (const s of this.quickSockets) if (!(s as QuickSocket)[RELAYING]) s.end();
-    for (const t of this.tunnels) t.destroy();
+    this.tunnels.closeAll();
     const deadline = Date.now() + graceMs;
     while ((this.inFlight.size > 0 || this.relaying > 0) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 25));
@@ -409,35 +411,6 @@ export class ProxyServer {
     for (const s of this.quickSockets) s.destroy();
     await closed;
     this.events.emit({ type: 'closed' });
-  }
-
-  private collectLocalAddresses(bound: string): void {
-    const add = (a: string) => this.localAddresses.add(a.toLowerCase());
-    ['localhost', '127.0.0.1', '::1', '0.0.0.0', '::', bound, os.hostname()].forEach(add);
-    for (const list of Object.values(os.networkInterfaces())) for (const i of list ?? []) add(i.address);
-  }
-
-  /** A target that is this proxy itself would loop forever. */
-  private targetsSelf(hostname: string, port: number): boolean {
-    if (!this.address || port !== this.address.port) return false;
-    const h = hostname.replace(/^\[|\]$/g, '').toLowerCase();
-    return this.localAddresses.has(h) || /^127\./.test(h);
-  }
-
-  private authorized(req: http.IncomingMessage): boolean {
-    return this.authorizedBy(req.headers['proxy-authorization']);
-  }
-
-  private authorizedBy(given: string | undefined): boolean {
-    if (!this.expectedAuth) return true;
-    if (typeof given !== 'string') return false;
-    const buf = Buffer.from(given.trim());
-    return buf.length === this.expectedAuth.length && timingSafeEqual(buf, this.expectedAuth);
-  }
-
-  private viaLoop(req: http.IncomingMessage): boolean {
-    const via = req.headers.via;
-    return typeof via === 'string' && via.includes(this.viaName);
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -455,58 +428,17 @@ export class ProxyServer {
       req.resume();
       return;
     }
-    const problem = requestHeadProblem(req, this.config.maxHeaderBytes);
-    if (problem) {
-      this.rejectAndClose(req, res, id, method, problem.status, problem.message);
+    const admitted = this.admission.admit(req, 'request');
+    if (admitted instanceof Refusal) {
+      if (admitted.close) conn.distrusted = true;
+      this.events.emit({ type: 'error', id, method, url: admitted.url, status: admitted.status, message: admitted.message });
+      sendText(res, admitted.status, admitted.message, admitted.close ? { ...admitted.headers, Connection: 'close' } : admitted.headers);
       return;
     }
-    if (!this.authorized(req)) {
-      this.reject(res, id, method, req.url ?? '', 407, 'Proxy authentication required: send Proxy-Authorization with the configured credentials.', {
-        'Proxy-Authenticate': 'Basic realm="caching-proxy"',
-      });
-      return;
-    }
-    const routed = this.route(req);
-    if (routed instanceof ProxyError) {
-      if (routed.status === 307) this.reject(res, id, method, req.url ?? '', 307, routed.message, { Location: routed.code ?? '/' });
-      else this.rejectAndClose(req, res, id, method, routed.status, routed.message);
-      return;
-    }
-    const { url, rewrite } = routed;
-    const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
-    if (this.targetsSelf(url.hostname, port) || this.viaLoop(req)) {
-      this.reject(res, id, method, url.href, 508, `Loop detected: ${url.host} is this proxy itself. Send requests for other servers.`);
-      return;
-    }
+    const { url, rewrite } = admitted;
     const ex = new ExchangeImpl(id, method, url, req, res, startedAt, rewrite, this.viaName);
     this.track(ex);
     this.handler(ex).catch((err: unknown) => this.fail(ex, err));
-  }
-
-  /** Works out the absolute target of a request: absolute-form, or path-style (http://proxy/host/path). */
-  private route(req: http.IncomingMessage): { url: URL; rewrite: ((raw: string[]) => string[]) | null } | ProxyError {
-    const target = req.url ?? '';
-    if (/^https?:\/\//i.test(target)) {
-      const url = parseAbsoluteTarget(target);
-      if (url === 'bad-authority') {
-        return new ProxyError(400, `Bad request: "${truncate(target)}" has no valid host[:port] (user info and backslashes are not allowed).`);
-      }
-      if (url === 'bad-url') return new ProxyError(400, `Bad request: "${truncate(target)}" is not a valid absolute URL.`);
-      return { url, rewrite: null };
-    }
-    if (!target.startsWith('/')) {
-      return new ProxyError(400, `Bad request: the request target "${truncate(target)}" is neither an absolute URL nor a path.`);
-    }
-    const base = req.headers.host ? `http://${req.headers.host}` : (this.address?.url ?? 'http://localhost');
-    const parsed = parsePathStyle(target, req.headers.referer, base);
-    if (parsed.kind === 'url') return { url: parsed.url, rewrite: pathStyleRewriter(base) };
-    if (parsed.kind === 'redirect') return new ProxyError(307, `Redirecting to ${parsed.location}`, parsed.location);
-    return new ProxyError(
-      400,
-      `Bad request: "${truncate(target)}" is a relative URL.\n\n` +
-        'This is a forward proxy. Either configure your client to use it (curl -x ' + base + ' http://example.com/),\n' +
-        'or address a site path-style: ' + base + '/example.com/some/path (https: ' + base + '/https://example.com/).',
-    );
   }
 
   private track(ex: ExchangeImpl): void {
@@ -556,172 +488,28 @@ export class ProxyServer {
     sendText(ex.res, pe.status, pe.message, ex.cacheOutcome ? { 'Cache-Status': `caching-proxy; ${ex.cacheOutcome}` } : undefined);
   }
 
-  /** A malformed request: answer, close the connection, and forward nothing else from it. */
-  private rejectAndClose(req: http.IncomingMessage, res: http.ServerResponse, id: number, method: string, status: number, message: string): void {
-    connectionOf(req.socket).distrusted = true;
-    this.reject(res, id, method, req.url ?? '', status, message, { Connection: 'close' });
-  }
-
-  private reject(res: http.ServerResponse, id: number, method: string, url: string, status: number, message: string, headers?: Record<string, string>): void {
-    this.events.emit({ type: 'error', id, method, url, status, message });
-    sendText(res, status, message, headers);
-  }
-
   private onConnect(req: http.IncomingMessage, clientSocket: Duplex, head: Buffer): void {
     const id = nextExchangeId++;
-    const target = req.url ?? '';
-    const refuse = (status: number, message: string, headers: Record<string, string> = {}) => {
-      this.events.emit({ type: 'error', id, method: 'CONNECT', url: target, status, message });
-      writeRawResponse(clientSocket, status, message, headers);
-    };
-    const problem = requestHeadProblem(req, this.config.maxHeaderBytes);
-    if (problem) return refuse(problem.status, problem.message);
-    if (!this.authorized(req)) return refuse(407, 'Proxy authentication required.', { 'Proxy-Authenticate': 'Basic realm="caching-proxy"' });
-    const m = /^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):(\d{1,5})$/.exec(target);
-    const port = m ? Number(m[2]) : 0;
-    if (!m || port < 1 || port > 65535) return refuse(400, `Bad CONNECT target "${truncate(target)}": expected host:port.`);
-    const hostname = m[1].replace(/^\[|\]$/g, '');
-    if (this.targetsSelf(hostname, port)) return refuse(508, `Loop detected: ${target} is this proxy itself.`);
-
-    const started = performance.now();
-    let bytesUp = 0;
-    let bytesDown = 0;
-    const route = this.origin.route(hostname, port);
-    const opened = (upstream: net.Socket, upstreamHead: Buffer | null) => {
-      this.tunnels.add(clientSocket);
-      this.events.emit({ type: 'tunnel-open', id, target });
-      clientSocket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-      if (head.length) upstream.write(head);
-      if (upstreamHead?.length) clientSocket.write(upstreamHead);
-      upstream.on('data', (c: Buffer) => (bytesDown += c.length));
-      clientSocket.on('data', (c: Buffer) => (bytesUp += c.length));
-      upstream.pipe(clientSocket);
-      clientSocket.pipe(upstream);
-      upstream.setTimeout(0);
-      let closed = false;
-      const close = () => {
-        if (closed) return;
-        closed = true;
-        this.tunnels.delete(clientSocket);
-        upstream.destroy();
-        clientSocket.destroy();
-        this.events.emit({ type: 'tunnel-close', id, target, bytesUp: bytesUp + head.length, bytesDown, durationMs: performance.now() - started });
-      };
-      upstream.once('close', close);
-      clientSocket.once('close', close);
-      upstream.on('error', close);
-      clientSocket.on('error', close);
-    };
-    const failed = (err: NodeJS.ErrnoException | ProxyError) => {
-      const pe = err instanceof ProxyError ? err : describeNetworkError(err, route.proxy ? `${target} via upstream proxy ${route.proxy.host}` : target);
-      refuse(pe.status, pe.message);
-    };
     clientSocket.on('error', () => clientSocket.destroy());
-
-    if (route.proxy) {
-      const proxyReq = http.request({
-        host: route.proxy.hostname.replace(/^\[|\]$/g, ''),
-        port: route.proxy.port || 80,
-        method: 'CONNECT',
-        path: target,
-        headers: { host: target, ...(this.origin.upstreamAuthorization ? { 'proxy-authorization': this.origin.upstreamAuthorization } : {}) },
-        agent: false,
-      });
-      proxyReq.setTimeout(this.origin.timeout, () => proxyReq.destroy(new ProxyError(504, `upstream proxy ${route.proxy?.host} did not answer CONNECT ${target} in time`, 'ETIMEDOUT')));
-      proxyReq.once('connect', (res, socket, upstreamHead) => {
-        if (res.statusCode !== 200) {
-          socket.destroy();
-          return refuse(502, `upstream proxy ${route.proxy?.host} refused CONNECT ${target} with ${res.statusCode} ${res.statusMessage ?? ''}`.trim());
-        }
-        opened(socket, upstreamHead);
-      });
-      proxyReq.once('error', failed);
-      proxyReq.end();
-      clientSocket.once('close', () => proxyReq.destroy());
-      return;
-    }
-    const upstream = net.connect({ host: hostname, port });
-    upstream.setTimeout(this.origin.timeout, () => upstream.destroy(new ProxyError(504, `connecting to ${target} timed out after ${this.origin.timeout / 1000} s`, 'ETIMEDOUT')));
-    upstream.once('connect', () => {
-      upstream.removeAllListeners('error');
-      opened(upstream, null);
-    });
-    upstream.once('error', failed);
-    clientSocket.once('close', () => {
-      if (upstream.connecting) upstream.destroy();
-    });
+    const target = this.admission.admit(req, 'connect');
+    if (target instanceof Refusal) return this.refuseRaw(clientSocket, id, 'CONNECT', target);
+    this.tunnels.connect(id, this.origin, target, clientSocket, head, (status, message) => this.refuseRaw(clientSocket, id, 'CONNECT', new Refusal(status, message, target.authority)));
   }
 
   /** WebSocket and other Upgrade requests: forwarded as a request, then both sockets spliced. */
   private onUpgrade(req: http.IncomingMessage, clientSocket: Duplex, head: Buffer): void {
     const id = nextExchangeId++;
     const method = req.method ?? 'GET';
-    const refuse = (status: number, message: string, headers: Record<string, string> = {}) => {
-      this.events.emit({ type: 'error', id, method, url: req.url ?? '', status, message });
-      writeRawResponse(clientSocket, status, message, headers);
-    };
     clientSocket.on('error', () => clientSocket.destroy());
-    const problem = requestHeadProblem(req, this.config.maxHeaderBytes);
-    if (problem) return refuse(problem.status, problem.message);
-    if (!this.authorized(req)) return refuse(407, 'Proxy authentication required.', { 'Proxy-Authenticate': 'Basic realm="caching-proxy"' });
-    // Node hands an upgrade request's body over as the first tunnel bytes; forwarding its length without it would hang the origin.
-    if (requestHasBody(req.headers)) return refuse(400, 'Bad request: an Upgrade request must not carry a body.');
-    const routed = this.route(req);
-    if (routed instanceof ProxyError) return refuse(routed.status === 307 ? 400 : routed.status, routed.message);
-    const { url } = routed;
-    const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
-    if (this.targetsSelf(url.hostname, port) || this.viaLoop(req)) return refuse(508, `Loop detected: ${url.host} is this proxy itself.`);
+    const routed = this.admission.admit(req, 'upgrade');
+    if (routed instanceof Refusal) return this.refuseRaw(clientSocket, id, method, routed);
+    this.tunnels.upgrade(id, this.origin, req, routed.url, clientSocket, head, (status, message) => this.refuseRaw(clientSocket, id, method, new Refusal(status, message, req.url ?? '')));
+  }
 
-    const headers = forwardRequestHeaders(req.headers, req.httpVersion, this.viaName);
-    // The upgrade handshake itself is end-to-end here.
-    headers.connection = 'Upgrade';
-    headers.upgrade = req.headers.upgrade;
-    const protocol = String(req.headers.upgrade ?? '');
-    const route = this.origin.route(url.hostname, port);
-    const options: http.RequestOptions = route.proxy
-      ? { host: route.proxy.hostname, port: route.proxy.port || 80, path: url.href, headers: { ...headers, host: url.host } }
-      : { host: url.hostname.replace(/^\[|\]$/g, ''), port, path: url.pathname + url.search, headers: { ...headers, host: url.host } };
-    options.method = method;
-    options.agent = false;
-    const upstreamReq = http.request(options);
-    upstreamReq.setTimeout(this.origin.timeout, () => upstreamReq.destroy(new ProxyError(504, `${url.host} did not answer the upgrade in time`, 'ETIMEDOUT')));
-    upstreamReq.once('upgrade', (res, upstreamSocket, upstreamHead) => {
-      upstreamSocket.setTimeout(0);
-      const lines = [`HTTP/1.1 ${res.statusCode} ${res.statusMessage ?? ''}`];
-      for (let i = 0; i < res.rawHeaders.length; i += 2) lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`);
-      lines.push(`Via: ${appendVia(undefined, res.httpVersion, this.viaName)}`);
-      clientSocket.write(lines.join('\r\n') + '\r\n\r\n');
-      if (upstreamHead.length) clientSocket.write(upstreamHead);
-      if (head.length) upstreamSocket.write(head);
-      this.events.emit({ type: 'upgrade', id, url: url.href, protocol });
-      this.tunnels.add(clientSocket);
-      upstreamSocket.pipe(clientSocket);
-      clientSocket.pipe(upstreamSocket);
-      const close = () => {
-        this.tunnels.delete(clientSocket);
-        upstreamSocket.destroy();
-        clientSocket.destroy();
-      };
-      upstreamSocket.once('close', close);
-      clientSocket.once('close', close);
-      upstreamSocket.on('error', close);
-    });
-    upstreamReq.once('response', (res) => {
-      // The origin declined to upgrade: relay its answer as is.
-      const lines = [`HTTP/1.1 ${res.statusCode} ${res.statusMessage ?? ''}`];
-      for (let i = 0; i < res.rawHeaders.length; i += 2) {
-        const name = res.rawHeaders[i].toLowerCase();
-        if (name !== 'connection' && name !== 'transfer-encoding' && name !== 'keep-alive') lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`);
-      }
-      lines.push('Connection: close');
-      clientSocket.write(lines.join('\r\n') + '\r\n\r\n');
-      res.pipe(clientSocket);
-    });
-    upstreamReq.once('error', (err: NodeJS.ErrnoException) => {
-      const pe = err instanceof ProxyError ? err : describeNetworkError(err, url.host);
-      refuse(pe.status, pe.message);
-    });
-    upstreamReq.end();
+  /** A refused CONNECT or Upgrade: the error event, then the answer written on the socket, which closes. */
+  private refuseRaw(socket: Duplex, id: number, method: string, refusal: Refusal): void {
+    this.events.emit({ type: 'error', id, method, url: refusal.url, status: refusal.status, message: refusal.message });
+    writeRawResponse(socket, refusal.status, refusal.message, refusal.headers);
   }
 
   private onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
@@ -762,67 +550,6 @@ export class ProxyServer {
   }
 }
 
-/** A proxy-generated answer: status, readable text body, and no caching of it downstream. */
-/** A readable error or notice as a response body: the message, ending in a newline. */
-function textBody(message: string): Buffer {
-  return Buffer.from(message.endsWith('\n') ? message : message + '\n');
-}
-
-export function sendText(res: http.ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
-  const body = textBody(message);
-  res.writeHead(status, {
-    'Content-Type': 'text/plain; charset=utf-8',
-    'Content-Length': body.length,
-    'Cache-Control': 'no-store',
-    ...headers,
-  });
-  countBytes(res, body.length);
-  res.end(body);
-}
-
-/** sendText's answer, written by hand for a quick-path connection. */
-function quickTextResponse(method: string, status: number, message: string, cacheStatus: string): Buffer {
-  const body = textBody(message);
-  const cache = cacheStatus ? `Cache-Status: caching-proxy; ${cacheStatus}\r\n` : '';
-  const head = Buffer.from(
-    `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\nCache-Control: no-store\r\n${cache}Date: ${new Date().toUTCString()}\r\n\r\n`,
-    'latin1',
-  );
-  return method === 'HEAD' ? head : Buffer.concat([head, body]);
-}
-
-/** For sockets outside the http.ServerResponse machinery (CONNECT, upgrade, parse errors). */
-function writeRawResponse(socket: Duplex, status: number, message: string, headers: Record<string, string> = {}): void {
-  const body = textBody(message);
-  const lines = [`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}`, 'Content-Type: text/plain; charset=utf-8', `Content-Length: ${body.length}`, 'Connection: close'];
-  for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
-  socket.end(Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n'), body]));
-}
-
 function destroySocket(this: net.Socket): void {
   this.destroy();
-}
-
-/**
- * An absolute-form target (http:// or https://) as a URL. RFC 9110 §4.2: a non-empty host and no
- * userinfo. WHATWG URL parsing would read "http:///x" or "http://a\\b" as some other host than a
- * strict parser does, so such targets are refused.
- */
-function parseAbsoluteTarget(target: string): URL | 'bad-authority' | 'bad-url' {
-  const authority = /^https?:\/\/([^/?#]*)/i.exec(target)![1];
-  if (!AUTHORITY.test(authority) || target.includes('\\')) return 'bad-authority';
-  try {
-    const url = new URL(target);
-    return url.hostname ? url : 'bad-url';
-  } catch {
-    return 'bad-url';
-  }
-}
-
-/** RFC 3986 host [ ":" port ], non-empty host. */
-const AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?$/;
-
-function truncate(s: string, max = 200): string {
-  const clean = s.replace(/[\x00-\x1f\x7f]/g, '?');
-  return clean.length > max ? clean.slice(0, max) + '…' : clean;
 }
