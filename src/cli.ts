@@ -13,6 +13,8 @@ Usage: caching-proxy [options]
   --port N                 port to listen on (default 8899; 0 picks a free one)
   --host H                 address to listen on (default 127.0.0.1)
   --allow-remote           permit a non-loopback --host (others on your network can use the proxy)
+  --allowed-hosts LIST     comma-separated names (besides 127.0.0.1, localhost, [::1], --host) under
+                           which path-style requests are served; .example.com covers subdomains
   --auth USER:PASS         require these Basic credentials in Proxy-Authorization (407 otherwise)
   --upstream URL           send origin traffic through another proxy, e.g. http://proxy:3128
   --no-proxy LIST          comma-separated hosts reached directly despite --upstream
@@ -47,6 +49,7 @@ const FLAGS: Record<string, FlagSpec> = {
   '--port': { key: 'port', kind: 'value' },
   '--host': { key: 'host', kind: 'value' },
   '--allow-remote': { key: 'allowRemote', kind: 'true' },
+  '--allowed-hosts': { key: 'allowedHosts', kind: 'value' },
   '--auth': { key: 'auth', kind: 'value' },
   '--upstream': { key: 'upstreamProxy', kind: 'value' },
   '--no-proxy': { key: 'noProxy', kind: 'value' },

@@ -63,7 +63,7 @@ export class RunningProxy {
     const prev = this._config;
     const serverChanged =
       prev.port !== next.port || prev.host !== next.host || prev.allowRemote !== next.allowRemote ||
-      JSON.stringify(prev.auth) !== JSON.stringify(next.auth) || prev.maxHeaderBytes !== next.maxHeaderBytes ||
+      JSON.stringify(prev.auth) !== JSON.stringify(next.auth) || prev.allowedHosts.join(',') !== next.allowedHosts.join(',') || prev.maxHeaderBytes !== next.maxHeaderBytes ||
       prev.idleTimeoutSeconds !== next.idleTimeoutSeconds || prev.headersTimeoutSeconds !== next.headersTimeoutSeconds;
     const originChanged =
       prev.upstreamProxy !== next.upstreamProxy || prev.timeoutSeconds !== next.timeoutSeconds || prev.idleTimeoutSeconds !== next.idleTimeoutSeconds ||

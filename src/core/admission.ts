@@ -5,6 +5,7 @@ import type { Duplex } from 'node:stream';
 import type { ProxyConfig } from './config';
 import { ProxyError } from './exchange';
 import { requestHasBody, requestHeadProblem } from './headers';
+import { admitPathStyle, refuseLinkLocal, selfNames, type PathStyleSelf } from './pathStyleGuard';
 import { parseConnectTarget, portOf, routeTarget, type ConnectTarget, type RoutedTarget } from './target';
 
 /** Why a request, CONNECT or Upgrade is not let in: the answer to give, and whether the connection is closed after it. */
@@ -45,9 +46,11 @@ export class Admission {
   private readonly expectedAuth: Buffer | null;
   private readonly localAddresses = new Set<string>();
   private address: { port: number; url: string } | null = null;
+  /** Who may address the proxy path-style (pathStyleGuard.ts). */
+  private pathStyle: PathStyleSelf | null = null;
 
   constructor(
-    private readonly config: Pick<ProxyConfig, 'auth' | 'maxHeaderBytes'>,
+    private readonly config: Pick<ProxyConfig, 'auth' | 'maxHeaderBytes' | 'host' | 'allowedHosts'>,
     /** Our Via received-by token: a per-instance suffix tells our own requests coming back (loops) from chained instances. */
     readonly viaName: string,
   ) {
@@ -60,7 +63,9 @@ export class Admission {
     this.address = { port, url };
     const add = (a: string) => this.localAddresses.add(a.toLowerCase());
     ['localhost', '127.0.0.1', '::1', '0.0.0.0', '::', bound, os.hostname()].forEach(add);
-    for (const list of Object.values(os.networkInterfaces())) for (const i of list ?? []) add(i.address);
+    const interfaces = Object.values(os.networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
+    interfaces.forEach(add);
+    this.pathStyle = { port, names: selfNames(this.config.host, bound, interfaces), allowedHosts: this.config.allowedHosts };
   }
 
   admit(req: http.IncomingMessage, kind: 'connect'): ConnectTarget | Refusal;
@@ -81,14 +86,22 @@ export class Admission {
     }
     // Node hands an upgrade request's body over as the first tunnel bytes; forwarding its length without it would hang the origin.
     if (kind === 'upgrade' && requestHasBody(req.headers)) return new Refusal(400, 'Bad request: an Upgrade request must not carry a body.', sent);
+    const intercepted = interceptedSite(req.socket);
+    if (intercepted === null && sent.startsWith('/') && this.pathStyle !== null) {
+      // Path-style: only for the proxy's own names, and not for other sites' pages (DNS rebinding, cross-site requests).
+      const refused = admitPathStyle(req.headers, this.pathStyle);
+      if (refused) return new Refusal(refused.status, refused.message, sent);
+    }
     const base = req.headers.host ? `http://${req.headers.host}` : (this.address?.url ?? 'http://localhost');
-    const routed = routeTarget(sent, req.headers.referer, base, interceptedSite(req.socket));
+    const routed = routeTarget(sent, req.headers.referer, base, intercepted);
     if (routed instanceof ProxyError) {
       if (routed.status !== 307) return new Refusal(routed.status, routed.message, sent, {}, kind === 'request');
       // A root-relative link on a path-style page: a browser follows the redirect; an upgrade cannot.
       return kind === 'request' ? new Refusal(307, routed.message, sent, { Location: routed.code ?? '/' }) : new Refusal(400, routed.message, sent);
     }
     const { url } = routed;
+    const linkLocal = routed.form === 'path-style' ? refuseLinkLocal(url) : null;
+    if (linkLocal) return new Refusal(linkLocal.status, linkLocal.message, url.href);
     if (this.targetsSelf(url.hostname, portOf(url)) || this.viaLoop(req)) {
       const advice = kind === 'request' ? ' Send requests for other servers.' : '';
       return new Refusal(508, `Loop detected: ${url.host} is this proxy itself.${advice}`, url.href);

@@ -10,6 +10,11 @@ export interface ProxyConfig {
   host: string;
   /** Binding a non-loopback host is refused unless this is set: never an open proxy by accident. */
   allowRemote: boolean;
+  /**
+   * Host names besides the proxy's own address under which path-style requests are served
+   * (`.example.com` also covers subdomains, `*` any name). Others get 421: DNS rebinding.
+   */
+  allowedHosts: string[];
   /** Basic credentials every client must present in Proxy-Authorization (407 otherwise). */
   auth: { username: string; password: string } | null;
   /** Another forward proxy that origin traffic goes through, e.g. http://corp-proxy:3128. */
@@ -69,6 +74,7 @@ export function defaultConfig(): ProxyConfig {
     port: DEFAULT_PORT,
     host: '127.0.0.1',
     allowRemote: false,
+    allowedHosts: [],
     auth: null,
     upstreamProxy: null,
     noProxy: [],
@@ -121,6 +127,7 @@ export function resolveConfig(input: unknown, base: ProxyConfig = defaultConfig(
     port: v.int('port', src.port, base.port, 0, 65535),
     host: v.str('host', src.host, base.host, (s) => (s.trim() === '' ? 'must not be empty' : null)),
     allowRemote: v.bool('allowRemote', src.allowRemote, base.allowRemote),
+    allowedHosts: checkAllowedHosts(v.list('allowedHosts', src.allowedHosts, base.allowedHosts), problems),
     auth: v.auth('auth', src.auth, base.auth),
     upstreamProxy: v.nullableStr('upstreamProxy', src.upstreamProxy, base.upstreamProxy, checkProxyUrl),
     noProxy: v.list('noProxy', src.noProxy, base.noProxy),
@@ -150,6 +157,19 @@ export function resolveConfig(input: unknown, base: ProxyConfig = defaultConfig(
   }
   if (problems.length) throw new ConfigError(problems);
   return config;
+}
+
+const ALLOWED_HOST = /^(?:\*|\.?[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])$/i;
+
+function checkAllowedHosts(hosts: string[], problems: string[]): string[] {
+  const bad = hosts.filter((h) => !ALLOWED_HOST.test(h));
+  for (const h of bad) {
+    problems.push(
+      `allowedHosts: ${JSON.stringify(h)} is not a host name; expected names such as dev.example or [::1] (no port, no scheme), ` +
+        '.example.com for a domain and its subdomains, or * for any name',
+    );
+  }
+  return bad.length ? [] : hosts;
 }
 
 function checkProxyUrl(s: string): string | null {

@@ -5,7 +5,7 @@ import { ConfigError, resolveConfig, type ProxyConfig } from '../core/config';
 export const SECTION = 'cachingProxy';
 
 /** Settings a workspace must not choose in an untrusted folder (they could expose or redirect traffic). */
-export const RESTRICTED_KEYS = ['host', 'upstreamProxy'] as const;
+export const RESTRICTED_KEYS = ['host', 'upstreamProxy', 'allowedHosts'] as const;
 
 export interface ExtensionSettings {
   config: ProxyConfig;
@@ -43,6 +43,7 @@ export function readSettings(cfg: Inspectable, options: { trusted: boolean; defa
   const input = {
     port: get<number>('port'),
     host: get<string>('host'),
+    allowedHosts: get<string[]>('allowedHosts'),
     upstreamProxy: upstream === undefined || upstream === '' ? null : upstream,
     noProxy: get<string[]>('noProxy'),
     timeoutSeconds: get<number>('timeout'),
