@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { truncate as printable } from './target';
 
 /**
  * Who may use path-style addressing (http://proxy:PORT/host/path). A browser sends such requests
@@ -144,9 +145,4 @@ function isLinkLocal(hostname: string): boolean {
 
 function one(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
-}
-
-function printable(s: string): string {
-  const clean = s.replace(/[\x00-\x1f\x7f]/g, '?');
-  return clean.length > 200 ? clean.slice(0, 200) + '…' : clean;
 }
