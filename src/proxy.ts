@@ -26,7 +26,7 @@ export class RunningProxy {
     let current: OriginClient = origin;
     const originRef: Origin = { fetch: (r) => current.fetch(r) };
     const passThrough = createPassThrough(originRef);
-    const cache = await createCache(config.cache, { events, origin: originRef, passThrough });
+    const cache = await createCache(config.cache, { events, origin: originRef });
     const off = config.cache.policy === 'off';
     const server = new ProxyServer(config, events, origin, off ? passThrough : cache.handler);
     server.setQuickResponder(...quickLanes(off, cache));

@@ -68,3 +68,66 @@ function stripHash(url: URL): string {
   u.hash = '';
   return u.href;
 }
+
+/** Prefetches running at once: a page with 50 images must not open 50 origin connections. */
+const PREFETCH_CONCURRENCY = 4;
+/** HTML pages larger than this are not parsed for prefetch links. */
+const PREFETCH_MAX_HTML = 2 * 1024 * 1024;
+/** Links waiting to be prefetched; beyond this, new pages' links are dropped (browsing outpaces the origin). */
+const PREFETCH_QUEUE_MAX = 1000;
+
+/** A stored page, as far as prefetching needs it. */
+export interface StoredPage {
+  url: string;
+  size: number;
+  body: Buffer | null;
+}
+
+/**
+ * Fetches the same-origin links of stored HTML pages in the background, a few at a time.
+ * `known`: the link is stored or being fetched already; `fetch`: fetches and stores one link.
+ */
+export class Prefetcher {
+  private queue: string[] = [];
+  private running = 0;
+  private closed = false;
+
+  constructor(
+    private readonly known: (href: string) => boolean,
+    private readonly fetch: (href: string) => Promise<void>,
+  ) {}
+
+  /** Queues up to `limit` links of a page just stored. */
+  pageStored(page: StoredPage, limit: number): void {
+    if (!page.body || page.size > PREFETCH_MAX_HTML) return;
+    let links: string[];
+    try {
+      links = extractSameOriginLinks(page.body.toString('utf8'), page.url, limit);
+    } catch {
+      return;
+    }
+    for (const link of links) {
+      if (this.queue.length >= PREFETCH_QUEUE_MAX) break;
+      if (this.known(link) || this.queue.includes(link)) continue;
+      this.queue.push(link);
+    }
+    this.pump();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.queue = [];
+  }
+
+  private pump(): void {
+    while (!this.closed && this.running < PREFETCH_CONCURRENCY && this.queue.length) {
+      const link = this.queue.shift()!;
+      if (this.known(link)) continue;
+      this.running++;
+      void this.fetch(link).then(() => {
+        this.running--;
+        this.pump();
+      });
+    }
+  }
+}

@@ -61,6 +61,4 @@ export interface HttpCache {
 export interface CacheDeps {
   events: EventBus;
   origin: Origin;
-  /** The pass-through handler, for requests the cache does not take. */
-  passThrough: RequestHandler;
 }

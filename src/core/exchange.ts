@@ -22,6 +22,21 @@ export interface Exchange {
   readonly rewriteHeaders: ((raw: string[]) => string[]) | null;
   /** Set by the cache to what it did (the Cache-Status parameters), for the log. */
   cacheOutcome?: string;
+
+  // Writing the response. Each head gets `rewriteHeaders`; each body byte is counted for the log.
+  /** A whole response: head, then the body unless the method or status has none. */
+  respond(status: number, statusMessage: string | undefined, rawHeaders: string[], body?: Buffer | null): void;
+  /** The head of a response whose body follows through writeBody/endBody or streamBody. */
+  sendHead(status: number, statusMessage: string | undefined, rawHeaders: string[]): void;
+  /** False when the client is behind: wait for the response's 'drain'. */
+  writeBody(chunk: Buffer): boolean;
+  endBody(last?: Buffer | null): void;
+  /** Pipes a body after sendHead; resolves once delivered, or once either side broke. */
+  streamBody(source: Readable): Promise<void>;
+  /** Relays an origin response (hop-by-hop removed, Via added, then `extraHeaders`) with backpressure. */
+  relay(upstream: IncomingMessage, extraHeaders?: string[]): Promise<void>;
+  /** Writes only the head of an origin response (as relay would); returns its status. */
+  writeUpstreamHead(upstream: IncomingMessage, extraHeaders?: string[]): number;
 }
 
 export type RequestHandler = (exchange: Exchange) => Promise<void>;

@@ -15,6 +15,7 @@ import type { OriginClient } from './origin';
 import { describeNetworkError } from './origin';
 import { parseAbsoluteTarget } from './target';
 import { Tunnels } from './tunnels';
+import { RespondingExchange } from './responding';
 
 export interface ListenAddress {
   host: string;
@@ -80,7 +81,7 @@ function connectionOf(socket: Duplex): Connection {
 /** Request ids run on across rebinds (a port change makes a new server), so log lines never repeat an id. */
 let nextExchangeId = 1;
 
-class ExchangeImpl implements Exchange {
+class ExchangeImpl extends RespondingExchange implements Exchange {
   cacheOutcome?: string;
   private headersCache: http.OutgoingHttpHeaders | null = null;
 
@@ -93,7 +94,9 @@ class ExchangeImpl implements Exchange {
     readonly startedAt: number,
     readonly rewriteHeaders: ((raw: string[]) => string[]) | null,
     private readonly viaName: string,
-  ) {}
+  ) {
+    super();
+  }
 
   // Built on first use: a cache hit never needs it.
   get forwardHeaders(): http.OutgoingHttpHeaders {

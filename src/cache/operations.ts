@@ -1,0 +1,93 @@
+import { CorruptEntryError } from './disk';
+import { isFresh, ttlSeconds, type Entry } from './entry';
+import { rawHeader } from './headers';
+import type { CacheReport } from './report';
+import type { Store } from './store';
+import type { CacheEntrySummary, CacheStats, StoredResponse } from './types';
+
+/** What the UI asks of the store: listing, reading, purging. Plain data out, for the IPC boundary. */
+
+const SUMMARY_HEADERS = ['etag', 'last-modified', 'cache-control', 'expires', 'vary', 'content-type', 'content-encoding'];
+
+export function summarise(entry: Entry): CacheEntrySummary {
+  const headers: Record<string, string> = {};
+  if (entry.meta) {
+    for (const name of SUMMARY_HEADERS) {
+      const v = rawHeader(entry.meta.raw, name);
+      if (v !== undefined) headers[name] = v;
+    }
+  }
+  return {
+    key: entry.key,
+    url: entry.url,
+    method: 'GET',
+    status: entry.status,
+    size: entry.size,
+    storedAt: entry.storedAt,
+    ttl: ttlSeconds(entry),
+    fresh: isFresh(entry),
+    hits: entry.hits,
+    contentType: entry.contentType,
+    headers,
+  };
+}
+
+export function listEntries(store: Store): CacheEntrySummary[] {
+  const out: CacheEntrySummary[] = [];
+  for (const entry of store.entries()) out.push(summarise(entry));
+  return out;
+}
+
+export async function readEntry(store: Store, key: string): Promise<StoredResponse | null> {
+  const entry = store.peek(key);
+  if (!entry) return null;
+  const meta = await store.load(entry);
+  if (!meta) return null;
+  let body: Buffer;
+  try {
+    body = await store.wholeBody(entry);
+  } catch (err) {
+    store.drop(entry, 'corrupt', err instanceof CorruptEntryError ? err.reason : String(err));
+    return null;
+  }
+  const headers: Record<string, string | string[]> = {};
+  for (let i = 0; i < meta.raw.length; i += 2) {
+    const name = meta.raw[i];
+    const prev = headers[name];
+    headers[name] = prev === undefined ? meta.raw[i + 1] : ([] as string[]).concat(prev, meta.raw[i + 1]);
+  }
+  return { summary: summarise(entry), statusMessage: meta.statusMessage, headers, body };
+}
+
+export async function purgeEntry(store: Store, key: string): Promise<boolean> {
+  const entry = store.peek(key);
+  if (!entry) return false;
+  store.drop(entry, 'purged', 'purged');
+  await store.flush();
+  return true;
+}
+
+export async function purgeHost(store: Store, host: string): Promise<number> {
+  const wanted = host.toLowerCase();
+  let n = 0;
+  for (const entry of [...store.entries()]) {
+    const u = new URL(entry.url);
+    if (u.host === wanted || u.hostname === wanted) {
+      store.drop(entry, 'purged', `host ${host}`);
+      n++;
+    }
+  }
+  await store.flush();
+  return n;
+}
+
+export async function purgeAll(store: Store, report: CacheReport): Promise<number> {
+  const n = store.dropAll();
+  if (n) report.event('purged', '*', { reason: `all ${n} entries` });
+  await store.flush();
+  return n;
+}
+
+export function cacheStats(store: Store, report: CacheReport): CacheStats {
+  return { entries: store.size, bytes: store.bytes, memoryBytes: store.memoryBytes, hits: report.hits, misses: report.misses };
+}
