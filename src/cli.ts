@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, isLoopbackHost, resolveConfig, type ProxyConfig } from './core/config';
 import { EventBus, eventLevel, formatEvent, type LogLevel } from './core/events';
 import { ProxyError } from './core/exchange';
+import { HAR_COMMANDS, runHarCommand, type HarCommand } from './cli/harCommands';
 import { runIpcChild } from './ipc/child';
 import { IPC_ENV } from './ipc/protocol';
 import { RunningProxy } from './proxy';
@@ -9,6 +10,7 @@ import { RunningProxy } from './proxy';
 const HELP = `caching-proxy: a local caching HTTP proxy for developers (RFC 9111)
 
 Usage: caching-proxy [options]
+       caching-proxy export-har | import-har ...   (HAR files out of / into the cache; --help for each)
 
   --port N                 port to listen on (default 8899; 0 picks a free one)
   --host H                 address to listen on (default 127.0.0.1)
@@ -21,7 +23,7 @@ Usage: caching-proxy [options]
   --timeout S              seconds to wait for an origin before 504 (default 30)
   --cache-dir DIR          where the disk cache lives (default ~/.cache/caching-proxy)
   --memory-only            keep the cache in memory only
-  --policy P               standard | private | always | offline | off (default standard)
+  --policy P               standard | private | always | offline | off | replay (default standard)
   --ttl S                  freshness for responses without explicit freshness (default 300)
   --admit-after N          store a URL only from its Nth request (default 1)
   --max-entries N          most entries kept (default 10000)
@@ -31,6 +33,11 @@ Usage: caching-proxy [options]
   --exclude-content-types L  comma-separated types never stored, e.g. "video/*,application/zip"
   --no-serve-stale-if-offline  answer 502 instead of a stale copy when the origin is down
   --prefetch-links N       after storing an HTML page, prefetch up to N same-origin links (default 0)
+  --record FILE            append every exchange (any method, cached or not) to this HAR file
+  --record-max-body-mb N   bodies kept per recorded exchange, each way (default 10)
+  --no-redact              keep Authorization, Cookie, Set-Cookie, *token*, *api-key*, *secret* values in recordings
+  --replay FILE            with --policy replay: answer from this HAR file (method + URL + request body)
+  --replay-miss M          error (504, default) | forward: what a request the HAR file does not hold gets
   --config FILE            JSON file with any of the above (camelCase keys; cache keys under "cache")
   --log-level L            trace | debug | info | warn | error (default info)
   --quiet                  same as --log-level warn
@@ -44,7 +51,7 @@ Exit codes: 0 stopped cleanly, 1 could not start (e.g. port in use), 2 invalid f
 
 class UsageError extends Error {}
 
-type FlagSpec = { key: string; cache?: boolean; kind: 'value' | 'true' | 'false' };
+type FlagSpec = { key: string; cache?: boolean; har?: boolean; kind: 'value' | 'true' | 'false' };
 const FLAGS: Record<string, FlagSpec> = {
   '--port': { key: 'port', kind: 'value' },
   '--host': { key: 'host', kind: 'value' },
@@ -66,6 +73,11 @@ const FLAGS: Record<string, FlagSpec> = {
   '--serve-stale-if-offline': { key: 'serveStaleIfOffline', cache: true, kind: 'true' },
   '--no-serve-stale-if-offline': { key: 'serveStaleIfOffline', cache: true, kind: 'false' },
   '--prefetch-links': { key: 'prefetchLinks', cache: true, kind: 'value' },
+  '--record': { key: 'record', har: true, kind: 'value' },
+  '--record-max-body-mb': { key: 'recordMaxBodyMB', har: true, kind: 'value' },
+  '--no-redact': { key: 'redact', har: true, kind: 'false' },
+  '--replay': { key: 'replay', har: true, kind: 'value' },
+  '--replay-miss': { key: 'replayMiss', har: true, kind: 'value' },
 };
 
 export interface CliOptions {
@@ -77,6 +89,7 @@ export interface CliOptions {
 export function parseArgs(argv: string[]): CliOptions | 'help' | 'version' {
   const top: Record<string, unknown> = {};
   const cache: Record<string, unknown> = {};
+  const har: Record<string, unknown> = {};
   let configFile: string | null = null;
   let logLevel: LogLevel = 'info';
   for (let i = 0; i < argv.length; i++) {
@@ -108,7 +121,7 @@ export function parseArgs(argv: string[]): CliOptions | 'help' | 'version' {
     if (!spec) throw new UsageError(`unknown option "${argv[i]}" (see --help)`);
     const value = spec.kind === 'value' ? takeValue() : spec.kind === 'true';
     if (spec.kind !== 'value' && inline !== undefined) throw new UsageError(`${arg} takes no value`);
-    (spec.cache ? cache : top)[spec.key] = value;
+    (spec.cache ? cache : spec.har ? har : top)[spec.key] = value;
   }
   let fileConfig: Record<string, unknown> = {};
   if (configFile) {
@@ -127,7 +140,8 @@ export function parseArgs(argv: string[]): CliOptions | 'help' | 'version' {
     }
   }
   const fileCache = (typeof fileConfig.cache === 'object' && fileConfig.cache !== null ? fileConfig.cache : {}) as Record<string, unknown>;
-  const merged = { ...fileConfig, ...top, cache: { ...fileCache, ...cache } };
+  const fileHar = (typeof fileConfig.har === 'object' && fileConfig.har !== null ? fileConfig.har : {}) as Record<string, unknown>;
+  const merged = { ...fileConfig, ...top, cache: { ...fileCache, ...cache }, har: { ...fileHar, ...har } };
   return { config: resolveConfig(merged), logLevel };
 }
 
@@ -138,6 +152,11 @@ function timestamp(): string {
 }
 
 async function main(): Promise<void> {
+  const subcommand = process.argv[2];
+  if ((HAR_COMMANDS as readonly string[]).includes(subcommand)) {
+    process.exitCode = await runHarCommand(subcommand as HarCommand, process.argv.slice(3));
+    return;
+  }
   let options: CliOptions | 'help' | 'version';
   try {
     options = parseArgs(process.argv.slice(2));

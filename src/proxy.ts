@@ -1,10 +1,19 @@
 import { createCache, type HttpCache } from './cache';
 import type { ProxyConfig } from './core/config';
 import { EventBus } from './core/events';
-import type { Origin, QuickPassThrough } from './core/exchange';
+import type { Origin, QuickPassThrough, RequestHandler } from './core/exchange';
 import { createPassThrough } from './core/forward';
 import { OriginClient } from './core/origin';
 import { ProxyServer, type ListenAddress } from './core/server';
+import { recordingHandler } from './har/record';
+import { HarRecorder } from './har/recorder';
+import { ReplayLog, replayHandler } from './har/replay';
+
+/** The recording in progress: its file and how many entries it holds. */
+export interface RecordingState {
+  file: string;
+  entries: number;
+}
 
 /**
  * The proxy as one running thing: server + origin client + cache, started from a ProxyConfig.
@@ -26,26 +35,84 @@ export class RunningProxy {
     let current: OriginClient = origin;
     const originRef: Origin = { fetch: (r) => current.fetch(r) };
     const passThrough = createPassThrough(originRef);
+    const replay = config.cache.policy === 'replay' && config.har.replay ? await ReplayLog.load(config.har.replay) : null;
+    const recorder = config.har.record ? await HarRecorder.open(config.har.record) : null;
     const cache = await createCache(config.cache, { events, origin: originRef });
-    const off = config.cache.policy === 'off';
-    const server = new ProxyServer(config, events, origin, off ? passThrough : cache.handler);
-    server.setQuickResponder(...quickLanes(off, cache));
+    const lanes = handlerLanes(config, { cache, passThrough, originRef, replay, recorder });
+    const server = new ProxyServer(config, events, origin, lanes.handler);
+    server.setQuickResponder(...lanes.quick);
     let address: ListenAddress;
     try {
       address = await server.listen();
     } catch (err) {
       await cache.close();
+      await recorder?.close();
       origin.close();
       throw err;
     }
     const proxy = new RunningProxy(config, events, origin, server, cache, address);
     proxy.setOrigin = (o) => (current = o);
     proxy.passThrough = passThrough;
+    proxy.originRef = originRef;
+    proxy.replay = replay;
+    if (recorder) proxy.watchRecorder(recorder);
     return proxy;
   }
 
   private setOrigin: (o: OriginClient) => void = () => {};
   private passThrough!: ReturnType<typeof createPassThrough>;
+  private originRef!: Origin;
+  private replay: ReplayLog | null = null;
+  private recorder: HarRecorder | null = null;
+
+  private lanes(config: ProxyConfig): Lanes {
+    return handlerLanes(config, { cache: this.cache, passThrough: this.passThrough, originRef: this.originRef, replay: this.replay, recorder: this.recorder });
+  }
+
+  private applyLanes(): void {
+    const lanes = this.lanes(this._config);
+    this.server.setHandler(lanes.handler);
+    this.server.setQuickResponder(...lanes.quick);
+  }
+
+  private watchRecorder(recorder: HarRecorder): void {
+    this.recorder = recorder;
+    this.events.emit({ type: 'notice', level: 'info', message: `recording every exchange to ${recorder.file}${recorder.entries ? ` (continuing its ${recorder.entries} entries)` : ''}` });
+  }
+
+  /** The recording in progress, if any. */
+  get recording(): RecordingState | null {
+    return this.recorder ? { file: this.recorder.file, entries: this.recorder.entries } : null;
+  }
+
+  /**
+   * Starts appending every exchange to a HAR file (ends a recording already running). While
+   * recording, the quick path is off: every request passes the recording tap.
+   */
+  async startRecording(file: string, options: { overwrite?: boolean } = {}): Promise<RecordingState> {
+    const recorder = await HarRecorder.open(file, {
+      overwrite: options.overwrite,
+      onError: (err) => {
+        this.events.emit({ type: 'notice', level: 'error', message: `recording to ${file} stopped: ${err.message}` });
+        if (this.recorder === recorder) void this.stopRecording();
+      },
+    });
+    await this.stopRecording();
+    this.watchRecorder(recorder);
+    this.applyLanes();
+    return { file: recorder.file, entries: recorder.entries };
+  }
+
+  /** Ends the recording: the file is complete once this resolves. Null when none was running. */
+  async stopRecording(): Promise<RecordingState | null> {
+    const recorder = this.recorder;
+    if (!recorder) return null;
+    this.recorder = null;
+    this.applyLanes();
+    await recorder.close();
+    this.events.emit({ type: 'notice', level: 'info', message: `recording stopped: ${recorder.entries} ${recorder.entries === 1 ? 'entry' : 'entries'} in ${recorder.file}` });
+    return { file: recorder.file, entries: recorder.entries };
+  }
 
   get config(): ProxyConfig {
     return this._config;
@@ -68,10 +135,17 @@ export class RunningProxy {
     const originChanged =
       prev.upstreamProxy !== next.upstreamProxy || prev.timeoutSeconds !== next.timeoutSeconds || prev.idleTimeoutSeconds !== next.idleTimeoutSeconds ||
       prev.noProxy.join(',') !== next.noProxy.join(',');
+    if (next.cache.policy === 'replay' && next.har.replay && (prev.har.replay !== next.har.replay || prev.cache.policy !== 'replay')) {
+      this.replay = await ReplayLog.load(next.har.replay);
+    } else if (next.cache.policy !== 'replay') {
+      this.replay = null;
+    }
+    if (next.har.record !== prev.har.record) {
+      if (next.har.record) await this.startRecording(next.har.record);
+      else await this.stopRecording();
+    }
     await this.cache.updateConfig(next.cache);
-    const off = next.cache.policy === 'off';
-    const handler = off ? this.passThrough : this.cache.handler;
-    const quick = quickLanes(off, this.cache);
+    const { handler, quick } = this.lanes(next);
     if (originChanged) {
       const old = this.origin;
       this.origin = new OriginClient(next);
@@ -100,6 +174,7 @@ export class RunningProxy {
 
   async close(graceMs = 10_000): Promise<void> {
     await this.server.close(graceMs);
+    await this.stopRecording();
     await this.cache.close();
     this.origin.close();
   }
@@ -108,8 +183,34 @@ export class RunningProxy {
 /** With caching off every plain request is forwarded on the quick path; otherwise the cache says which. */
 const FORWARD_ALL: QuickPassThrough = { decide: () => '', responded: () => {} };
 
-function quickLanes(cachingOff: boolean, cache: HttpCache): [HttpCache['quick'] | null, QuickPassThrough] {
+function quickLanes(cachingOff: boolean, cache: HttpCache): [HttpCache['quick'] | null, QuickPassThrough | null] {
   return cachingOff ? [null, FORWARD_ALL] : [cache.quick, cache.quickPass];
+}
+
+interface Lanes {
+  handler: RequestHandler;
+  quick: [HttpCache['quick'] | null, QuickPassThrough | null];
+}
+
+/**
+ * Who answers requests under a config: the cache, the pass-through, or a HAR replay; and the
+ * recording tap around it while recording (then nothing takes the quick path, so every
+ * exchange is recorded).
+ */
+function handlerLanes(
+  config: ProxyConfig,
+  parts: { cache: HttpCache; passThrough: RequestHandler; originRef: Origin; replay: ReplayLog | null; recorder: HarRecorder | null },
+): Lanes {
+  const off = config.cache.policy === 'off';
+  let lanes: Lanes = { handler: off ? parts.passThrough : parts.cache.handler, quick: quickLanes(off, parts.cache) };
+  if (config.cache.policy === 'replay' && parts.replay) {
+    lanes = { handler: replayHandler(parts.replay, config.har.replayMiss === 'forward' ? parts.originRef : null), quick: [null, null] };
+  }
+  if (parts.recorder) {
+    const options = { maxBodyBytes: Math.floor(config.har.recordMaxBodyMB * 1024 * 1024), redact: config.har.redact };
+    lanes = { handler: recordingHandler(lanes.handler, parts.recorder, options), quick: [null, null] };
+  }
+  return lanes;
 }
 
 export const startProxy = RunningProxy.start;

@@ -19,7 +19,7 @@ import { StoredAnswers } from './serve';
 import { settingsFor, type CacheSettings } from './settings';
 import { Store } from './store';
 import { Storing } from './storing';
-import type { CacheDeps, CacheEntrySummary, CacheStats, HttpCache, StoredResponse } from './types';
+import type { CacheDeps, CacheEntrySummary, CacheStats, HttpCache, ResponseToStore, StoreOutcome, StoredResponse } from './types';
 import { bypass, forwardUnsafe, gatewayTimeout } from './uncached';
 
 const RESOLVED = Promise.resolve();
@@ -256,6 +256,10 @@ export class Cache implements HttpCache {
 
   read(key: string): Promise<StoredResponse | null> {
     return readEntry(this.store, key);
+  }
+
+  storeResponse(response: ResponseToStore): Promise<StoreOutcome> {
+    return this.storing.storeWhole(response, this.settingsFor(new URL(response.url).href));
   }
 
   purge(key: string): Promise<boolean> {

@@ -56,7 +56,7 @@ export async function readEntry(store: Store, key: string): Promise<StoredRespon
     const prev = headers[name];
     headers[name] = prev === undefined ? meta.raw[i + 1] : ([] as string[]).concat(prev, meta.raw[i + 1]);
   }
-  return { summary: summarise(entry), statusMessage: meta.statusMessage, headers, body };
+  return { summary: summarise(entry), statusMessage: meta.statusMessage, headers, body, requestHeaders: meta.requestHeaders };
 }
 
 export async function purgeEntry(store: Store, key: string): Promise<boolean> {

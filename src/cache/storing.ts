@@ -11,6 +11,7 @@ import { entryRequestHeaders, limitRefuses, maxObjectBytes, plainKey, policyRequ
 import type { StoredAnswers } from './serve';
 import type { CacheSettings } from './settings';
 import type { Store } from './store';
+import type { ResponseToStore, StoreOutcome } from './types';
 
 /** Why and how an origin response goes to the client and (maybe) the store. */
 export interface Plan {
@@ -99,6 +100,48 @@ export class Storing {
       return this.d.bypass(ex, cacheStatus({ ...fwd, detail: 'not-stored' }));
     }
     return this.tee(ex, upstream, plan, spec, stored);
+  }
+
+  /**
+   * Stores a complete response given whole (a HAR import) by the rules an origin response
+   * meets, keyed with its request's Vary fields; framing fields are the cache's to set.
+   */
+  async storeWhole(r: ResponseToStore, settings: CacheSettings): Promise<StoreOutcome> {
+    const { store, report } = this.d;
+    const url = new URL(r.url);
+    const href = url.href;
+    const raw: string[] = [];
+    for (let i = 0; i + 1 < r.rawHeaders.length; i += 2) {
+      const lower = r.rawHeaders[i].toLowerCase();
+      if (lower !== 'content-length' && lower !== 'transfer-encoding') raw.push(r.rawHeaders[i], r.rawHeaders[i + 1]);
+    }
+    const headers = headerObject(raw);
+    const vary = varyOf(headers);
+    const policyHeaders = policyRequestHeaders(url, r.requestHeaders, vary);
+    const limit = maxObjectBytes(settings, store.capacity);
+    const refused = limitRefuses(settings, headers, vary, store.capacity) ?? (r.body.length > limit ? 'too-large' : null);
+    if (refused) return { stored: false, reason: refused };
+    const decision = storeDecision(settings, href, policyHeaders, r.status, headers);
+    if (!decision.policy) return { stored: false, reason: decision.reason };
+    const variants = vary ? vary.filter((v) => v !== '*') : null;
+    const contentType = headers['content-type'];
+    const spec: StoreSpec = {
+      key: variants ? variantKey(href, variants, r.requestHeaders) : plainKey(href),
+      href,
+      policy: decision.policy,
+      status: r.status,
+      statusMessage: r.statusMessage,
+      stored: prepareStoredHeaders(raw, '1.1'),
+      requestHeaders: entryRequestHeaders(policyHeaders),
+      vary: variants,
+      contentType: typeof contentType === 'string' ? contentType : undefined,
+    };
+    const writer = new EntryWriter(store, spec, limit);
+    writer.write(r.body);
+    const outcome = await writer.end();
+    if (typeof outcome === 'string') return { stored: false, reason: outcome };
+    report.event('stored', href, { key: spec.key, status: spec.status, size: r.body.length });
+    return { stored: true, key: spec.key };
   }
 
   /**

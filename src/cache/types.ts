@@ -27,7 +27,23 @@ export interface StoredResponse {
   /** Stored response headers, as received from the origin. */
   headers: Record<string, string | string[]>;
   body: Buffer;
+  /** The request headers the response was stored for: host and the fields its Vary names. */
+  requestHeaders?: Record<string, string>;
 }
+
+/** A complete response handed to the cache whole (a HAR import) instead of streamed from an origin. */
+export interface ResponseToStore {
+  url: string;
+  /** The request's header fields, lower-case names: the ones the response's Vary names pick its variant. */
+  requestHeaders: Record<string, string>;
+  status: number;
+  statusMessage: string;
+  /** [name, value, ...] as the origin sent them (framing fields are recomputed). */
+  rawHeaders: string[];
+  body: Buffer;
+}
+
+export type StoreOutcome = { stored: true; key: string } | { stored: false; reason: string };
 
 export interface CacheStats {
   entries: number;
@@ -46,6 +62,8 @@ export interface HttpCache {
   readonly quickPass: QuickPassThrough;
   list(): CacheEntrySummary[];
   read(key: string): Promise<StoredResponse | null>;
+  /** Stores a complete response by the same rules as one from the origin (as a GET of its URL), or says why not. */
+  storeResponse(response: ResponseToStore): Promise<StoreOutcome>;
   purge(key: string): Promise<boolean>;
   purgeHost(host: string): Promise<number>;
   purgeAll(): Promise<number>;

@@ -33,9 +33,26 @@ export interface ProxyConfig {
   /** Seconds a client has to send a complete request head (408 beyond it): the slowloris guard. */
   headersTimeoutSeconds: number;
   cache: CacheConfig;
+  har: HarConfig;
 }
 
-export type CachePolicyName = 'standard' | 'private' | 'always' | 'offline' | 'off';
+export type CachePolicyName = 'standard' | 'private' | 'always' | 'offline' | 'off' | 'replay';
+
+/** Recording exchanges into a HAR file, and answering from one (src/har/). */
+export interface HarConfig {
+  /** Every exchange that passes is appended to this HAR file; null: not recording. */
+  record: string | null;
+  /** Request and response bodies kept per recorded exchange, in MiB; beyond it the entry says the body was cut. */
+  recordMaxBodyMB: number;
+  /** Credential header values (Authorization, Cookie, *token*, ...) are replaced by a marker in recordings and exports. */
+  redact: boolean;
+  /** The HAR file that answers requests under the `replay` policy. */
+  replay: string | null;
+  /** What a request no entry matches gets under `replay`: a 504, or forwarded to the origin. */
+  replayMiss: 'error' | 'forward';
+}
+
+export const REPLAY_MISS: readonly HarConfig['replayMiss'][] = ['error', 'forward'];
 
 export interface CacheConfig {
   policy: CachePolicyName;
@@ -60,7 +77,7 @@ export interface CacheConfig {
   prefetchLinks: number;
 }
 
-export const CACHE_POLICIES: readonly CachePolicyName[] = ['standard', 'private', 'always', 'offline', 'off'];
+export const CACHE_POLICIES: readonly CachePolicyName[] = ['standard', 'private', 'always', 'offline', 'off', 'replay'];
 
 export function defaultCacheDir(): string {
   const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
@@ -95,6 +112,7 @@ export function defaultConfig(): ProxyConfig {
       serveStaleIfOffline: true,
       prefetchLinks: 0,
     },
+    har: { record: null, recordMaxBodyMB: 10, redact: true, replay: null, replayMiss: 'error' },
   };
 }
 
@@ -111,7 +129,7 @@ export class ConfigError extends Error {
 }
 
 type Partialish<T> = { [K in keyof T]?: T[K] extends object | null ? Partialish<T[K]> | T[K] : T[K] };
-export type ConfigInput = Partialish<ProxyConfig> & { cache?: Partial<CacheConfig> };
+export type ConfigInput = Partialish<ProxyConfig> & { cache?: Partial<CacheConfig>; har?: Partial<HarConfig> };
 
 /**
  * Merges `input` over the defaults and checks every value. Throws ConfigError listing every
@@ -121,6 +139,7 @@ export function resolveConfig(input: unknown, base: ProxyConfig = defaultConfig(
   const problems: string[] = [];
   const src = (isObject(input) ? input : {}) as Record<string, unknown>;
   const cacheSrc = (isObject(src.cache) ? src.cache : {}) as Record<string, unknown>;
+  const harSrc = (isObject(src.har) ? src.har : {}) as Record<string, unknown>;
   const v = new Validator(problems);
 
   const config: ProxyConfig = {
@@ -148,7 +167,20 @@ export function resolveConfig(input: unknown, base: ProxyConfig = defaultConfig(
       serveStaleIfOffline: v.bool('cache.serveStaleIfOffline', cacheSrc.serveStaleIfOffline, base.cache.serveStaleIfOffline),
       prefetchLinks: v.int('cache.prefetchLinks', cacheSrc.prefetchLinks, base.cache.prefetchLinks, 0, 100),
     },
+    har: {
+      record: v.nullableStr('har.record', harSrc.record, base.har.record, () => null),
+      recordMaxBodyMB: v.num('har.recordMaxBodyMB', harSrc.recordMaxBodyMB, base.har.recordMaxBodyMB, 0, 1024),
+      redact: v.bool('har.redact', harSrc.redact, base.har.redact),
+      replay: v.nullableStr('har.replay', harSrc.replay, base.har.replay, () => null),
+      replayMiss: v.oneOf('har.replayMiss', harSrc.replayMiss, base.har.replayMiss, REPLAY_MISS),
+    },
   };
+  if (config.cache.policy === 'replay' && !config.har.replay) {
+    problems.push('cache.policy: "replay" needs the HAR file to answer from (--replay FILE, setting "har": {"replay": FILE})');
+  }
+  if (config.har.replay && config.cache.policy !== 'replay') {
+    problems.push(`har.replay: ${JSON.stringify(config.har.replay)} is only used under the "replay" policy, but cache.policy is "${config.cache.policy}" (add --policy replay)`);
+  }
   if (!isLoopbackHost(config.host) && !config.allowRemote) {
     problems.push(
       `host: "${config.host}" is not a loopback address; listening on it lets other machines use this proxy. ` +

@@ -5,6 +5,7 @@
 import { ConfigError } from '../core/config';
 import { EventBus, type ProxyEvent } from '../core/events';
 import { ProxyError } from '../core/exchange';
+import { exportHarFile, importHarFile } from '../har/files';
 import { RunningProxy } from '../proxy';
 import {
   EVENT_FLUSH_MS,
@@ -113,6 +114,14 @@ export function runIpcChild(): void {
         return cache.revalidate(query.key);
       case 'stats':
         return cache.stats();
+      case 'startRecording':
+        return proxy.startRecording(query.file, { overwrite: query.overwrite });
+      case 'stopRecording':
+        return proxy.stopRecording();
+      case 'exportHar':
+        return exportHarFile(cache, { match: query.match, host: query.host, key: query.key, redact: proxy.config.har.redact }, query.file);
+      case 'importHar':
+        return importHarFile(cache, query.file);
     }
   };
 

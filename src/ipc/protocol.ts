@@ -6,6 +6,9 @@
 import type { CacheEntrySummary, CacheStats } from '../cache/types';
 import type { ProxyConfig } from '../core/config';
 import type { ProxyEvent } from '../core/events';
+import type { ExportResult } from '../har/files';
+import type { ImportReport } from '../har/import';
+import type { RecordingState } from '../proxy';
 
 export const IPC_ENV = 'CACHING_PROXY_IPC';
 
@@ -43,7 +46,12 @@ export type Query =
   | { op: 'purgeHost'; host: string }
   | { op: 'purgeAll' }
   | { op: 'revalidate'; key: string }
-  | { op: 'stats' };
+  | { op: 'stats' }
+  // HAR (src/har/): files are read and written by the proxy process.
+  | { op: 'startRecording'; file: string; overwrite?: boolean }
+  | { op: 'stopRecording' }
+  | { op: 'exportHar'; file: string; match?: string; host?: string; key?: string }
+  | { op: 'importHar'; file: string };
 
 export interface QueryMessage {
   type: 'query';
@@ -104,6 +112,10 @@ export interface QueryResults {
   purgeAll: number;
   revalidate: CacheEntrySummary | null;
   stats: CacheStats;
+  startRecording: RecordingState;
+  stopRecording: RecordingState | null;
+  exportHar: ExportResult;
+  importHar: ImportReport;
 }
 
 /** StoredResponse as it crosses the channel. */
