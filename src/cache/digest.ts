@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
 import * as zlib from 'node:zlib';
 
 /**
@@ -61,5 +62,20 @@ export function bodyMatches(body: Buffer, expected: string): boolean {
   const digest = digestLike(expected);
   if (digest === null) return false;
   digest.update(body);
+  return digest.finish() === expected;
+}
+
+/** Whether the first `size` bytes of an open file match `expected`, read through 1 MiB at a time (false also when its kind cannot be computed here). */
+export async function fileMatches(handle: FileHandle, expected: string, size: number): Promise<boolean> {
+  const digest = digestLike(expected);
+  if (digest === null) return false;
+  const buf = Buffer.allocUnsafe(Math.min(size, 1024 * 1024) || 1);
+  let pos = 0;
+  while (pos < size) {
+    const { bytesRead } = await handle.read(buf, 0, Math.min(buf.length, size - pos), pos);
+    if (bytesRead === 0) return false;
+    digest.update(buf.subarray(0, bytesRead));
+    pos += bytesRead;
+  }
   return digest.finish() === expected;
 }

@@ -2,8 +2,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import type CachePolicy from 'http-cache-semantics';
-import { bodyDigestOf, bodyMatches, digestLike, newBodyDigest } from './digest';
+import { bodyDigestOf, bodyMatches, fileMatches, newBodyDigest } from './digest';
+import { CorruptEntryError, type EntryMeta, type IndexRecord } from './entryMeta';
+import { readLegacyMeta } from './store/migrate';
 
 /** What list() and the LRU need of an entry without touching its files: kept in the one index. */
 interface VerifiedFile {
@@ -16,40 +17,7 @@ interface VerifiedFile {
 
 const RACY_WINDOW_NS = 1_000_000_000n;
 
-export interface IndexRecord {
-  key: string;
-  /** sha256 of the key: the entry's file names. */
-  hash: string;
-  url: string;
-  status: number;
-  size: number;
-  /** The body's digest (see digest.ts). */
-  digest: string;
-  storedAt: number;
-  /** Epoch ms until which the entry is fresh (from the policy at store / revalidation time). */
-  freshUntil: number;
-  hits: number;
-  contentType?: string;
-  /** Request header names of the response's Vary, lower-cased; null without Vary. */
-  vary: string[] | null;
-}
-
-/** The metadata file beside each body: everything needed to answer from the entry. */
-export interface EntryMeta extends IndexRecord {
-  v: 1;
-  /** Written before digests had a kind: the body's SHA-256, read as `digest`. */
-  sha256?: string;
-  statusMessage: string;
-  /** Response headers as prepared for hits (no Age, Date, Cache-Status). */
-  raw: string[];
-  policy: CachePolicy.CachePolicyObject;
-}
-
-export class CorruptEntryError extends Error {
-  constructor(readonly reason: string) {
-    super(reason);
-  }
-}
+export { CorruptEntryError, type EntryMeta, type IndexRecord } from './entryMeta';
 
 const INDEX_FILE = 'index.json';
 const DIR_MODE = 0o700;
@@ -302,21 +270,8 @@ export class DiskStore {
     }
   }
 
-  async readMeta(hash: string): Promise<EntryMeta> {
-    const text = await fsp.readFile(this.metaPath(hash), 'utf8');
-    const lineEnd = text.lastIndexOf('\n');
-    // Files written before metadata had a digest line are one JSON text.
-    const json = lineEnd < 0 ? text : text.slice(0, lineEnd);
-    if (lineEnd >= 0 && !bodyMatches(Buffer.from(json), text.slice(lineEnd + 1))) throw new CorruptEntryError('metadata digest mismatch');
-    const meta = JSON.parse(json) as EntryMeta;
-    if (meta.digest === undefined && typeof meta.sha256 === 'string') {
-      meta.digest = meta.sha256;
-      delete meta.sha256;
-    }
-    if (meta.v !== 1 || meta.hash !== hash || typeof meta.digest !== 'string' || !Array.isArray(meta.raw) || !meta.policy) {
-      throw new CorruptEntryError('metadata unreadable');
-    }
-    return meta;
+  readMeta(hash: string): Promise<EntryMeta> {
+    return readLegacyMeta(this.metaPath(hash), hash);
   }
 
   /** The whole body, checked against its digest. */
@@ -348,17 +303,7 @@ export class DiskStore {
       const stat = await handle.stat({ bigint: true });
       if (stat.size !== BigInt(size)) throw new CorruptEntryError(`body is ${stat.size} bytes, expected ${size}`);
       if (this.unchangedSinceVerified(hash, expected, stat)) return handle;
-      const digest = digestLike(expected);
-      if (digest === null) throw new CorruptEntryError('body digest of a kind this Node cannot check');
-      const buf = Buffer.allocUnsafe(1024 * 1024);
-      let pos = 0;
-      while (pos < size) {
-        const { bytesRead } = await handle.read(buf, 0, buf.length, pos);
-        if (bytesRead === 0) break;
-        digest.update(buf.subarray(0, bytesRead));
-        pos += bytesRead;
-      }
-      if (digest.finish() !== expected) throw new CorruptEntryError('body digest mismatch');
+      if (!(await fileMatches(handle, expected, size))) throw new CorruptEntryError('body digest mismatch');
       this.remember(hash, expected, stat);
       return handle;
     } catch (err) {

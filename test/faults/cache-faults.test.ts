@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { crc32Digest, readMetaFile } from '../helpers/meta';
 import { sleep, waitFor } from '../helpers/net';
 import { spawnProxy, type ChildProxy } from './lib/child';
+import { filesUnder } from '../helpers/files';
 
 /**
  * The cache under faults, through the real CLI on a real cache directory: SIGKILL mid-write,
@@ -91,16 +92,6 @@ function tempDir(name: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `faults-${name}-`));
 }
 
-/** Every file under dir, recursively. */
-function filesUnder(dir: string): string[] {
-  const out: string[] = [];
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const full = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...filesUnder(full));
-    else out.push(full);
-  }
-  return out;
-}
 
 function warnings(proxy: ChildProxy, pattern: RegExp): number {
   return proxy.stderr().split('\n').filter((l) => pattern.test(l)).length;

@@ -1,0 +1,640 @@
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { fileMatches } from '../digest';
+import { CorruptEntryError, type EntryMeta } from '../entryMeta';
+import { IndexJournal, Op } from './journal';
+import { hashHalves, KeyIndex, type Location } from './keyIndex';
+export { hashKey } from './keyIndex';
+import { CorruptRecordError, decodeRecord, encodeRecord, Packs } from './packs';
+import { INLINE_MAX, StoreWriter } from './writer';
+import { LegacyMigration } from './migrate';
+
+const DIR_MODE = 0o700;
+/** Touches are written to the journal this often (a crash forgets at most this much LRU order). */
+const TOUCH_FLUSH_MS = 1000;
+/** A checkpoint is due once the journal holds this many records and a quarter of the entry count. */
+const CHECKPOINT_MIN_RECORDS = 200_000;
+
+export interface StoreOptions {
+  /** The size limit: least recently used entries are removed once the entries' bytes exceed it. */
+  maxBytes: number;
+  /** Called for every entry removed to stay within maxBytes, with the first 16 hex digits of its hash. */
+  onEvict?: (hashPrefix: string) => void;
+  /** Called once the old layout (entries/, index.json) has been migrated completely. */
+  onMigrated?: (count: number) => void;
+  /** Size at which a new pack file is started (tests make it small). */
+  packBytes?: number;
+}
+
+/** What a lookup finds: the entry's metadata, and its body when that is kept inline (already checked). */
+export interface StoredEntry {
+  meta: EntryMeta;
+  body: Buffer | null;
+}
+
+export interface OpenReport {
+  entries: number;
+  bytes: number;
+  fromSnapshot: boolean;
+  journalRecords: number;
+  ms: number;
+  /** The previous run did not stop cleanly (journal records after the last snapshot). */
+  afterCrash: boolean;
+  /** An old-layout cache is being migrated in the background. */
+  migrating: boolean;
+}
+
+function prefixOf(h0: number, h1: number): string {
+  return h0.toString(16).padStart(8, '0') + h1.toString(16).padStart(8, '0');
+}
+
+/**
+ * The disk tier for a million entries (see docs/ARCHITECTURE.md, "The disk store"): entries
+ * found by the SHA-256 of their key through a compact in-memory index (keyIndex.ts) that a
+ * snapshot and a journal restore at start without reading the entries (journal.ts); metadata
+ * and small bodies packed into append-only files (packs.ts); larger bodies in files of their own,
+ * named after their record's place, so they stream. Under <dir>/store:
+ *   index.snap, journal.<n>   the index
+ *   packs/<n>.pack            records
+ *   bodies/<pack>/<offset>    bodies over INLINE_MAX
+ * and <dir>/tmp for writes in progress (emptied at start).
+ */
+export class EntryStore {
+  readonly storeDir: string;
+  readonly tmpDir: string;
+  private readonly bodiesDir: string;
+  private index: KeyIndex;
+  private closed = false;
+  private checkpointing: Promise<void> | null = null;
+  private compacting = false;
+  private readonly touchTimer: NodeJS.Timeout;
+  private readonly pending = new Set<Promise<unknown>>();
+  private readonly knownBodyDirs = new Set<number>();
+  /** Places reserved for records being written ("pack/offset"): their body files are not orphans. */
+  private readonly inFlight = new Set<string>();
+  private migration: LegacyMigration | null = null;
+  report!: OpenReport;
+
+  private constructor(
+    readonly dir: string,
+    private readonly journal: IndexJournal,
+    index: KeyIndex,
+    private readonly packs: Packs,
+    private options: StoreOptions,
+  ) {
+    this.storeDir = path.join(dir, 'store');
+    this.tmpDir = path.join(dir, 'tmp');
+    this.bodiesDir = path.join(this.storeDir, 'bodies');
+    this.index = index;
+    this.touchTimer = setInterval(() => this.flushTouches(), TOUCH_FLUSH_MS);
+    this.touchTimer.unref();
+  }
+
+  /**
+   * Opens (or creates) the store. Reads the index snapshot and journal, opens the pack files,
+   * empties tmp: nothing here reads entries, so it takes the same time after a crash. An
+   * old-layout cache in dir is migrated in the background; its entries are served meanwhile.
+   */
+  static async open(dir: string, options: StoreOptions): Promise<EntryStore> {
+    const started = performance.now();
+    const root = path.resolve(dir);
+    await fsp.mkdir(root, { recursive: true, mode: DIR_MODE });
+    await fsp.chmod(root, DIR_MODE).catch(() => {});
+    // Writable? Fail now (read-only dir or file system) rather than on the first response.
+    await fsp.access(root, fs.constants.W_OK);
+    const storeDir = path.join(root, 'store');
+    const tmpDir = path.join(root, 'tmp');
+    for (const d of [storeDir, tmpDir, path.join(storeDir, 'packs'), path.join(storeDir, 'bodies')]) await fsp.mkdir(d, { recursive: true, mode: DIR_MODE });
+    for (const name of await fsp.readdir(tmpDir)) await fsp.unlink(path.join(tmpDir, name)).catch(() => {});
+    const { journal, loaded } = IndexJournal.load(storeDir);
+    const afterCrash = loaded.journalRecords > 0;
+    const packs = Packs.open(path.join(storeDir, 'packs'), options.packBytes, afterCrash);
+    const store = new EntryStore(root, journal, loaded.index, packs, options);
+    for (const id of loaded.index.oldestFirst()) {
+      const loc = loaded.index.location(id);
+      packs.addLive(loc.pack, loc.length);
+    }
+    store.migration = LegacyMigration.detect(root, store);
+    store.report = {
+      entries: store.index.count,
+      bytes: store.index.totalBytes,
+      fromSnapshot: loaded.fromSnapshot,
+      journalRecords: loaded.journalRecords,
+      ms: performance.now() - started,
+      afterCrash,
+      migrating: store.migration !== null,
+    };
+    // Background work, after the caller has started serving.
+    setImmediate(() => {
+      if (store.closed) return;
+      if (afterCrash) store.track(store.sweepOrphanBodies());
+      if (store.migration) {
+        const migration = store.migration;
+        store.track(
+          migration.run().then((count) => {
+            if (store.migration === migration) store.migration = null;
+            options.onMigrated?.(count);
+          }),
+        );
+      }
+      store.maybeCompact();
+    });
+    if (store.index.totalBytes > options.maxBytes) store.evict();
+    return store;
+  }
+
+  get count(): number {
+    return this.index.count;
+  }
+
+  /** Bytes the entries account for (records and body files): what the size limit bounds. */
+  get bytes(): number {
+    return this.index.totalBytes;
+  }
+
+  /** Bytes on disk: pack files (live records and garbage not yet compacted) plus body files. */
+  diskUsage(): { packBytes: number; liveBytes: number } {
+    return { packBytes: this.packs.diskBytes, liveBytes: this.index.totalBytes };
+  }
+
+  get migrating(): boolean {
+    return this.migration !== null;
+  }
+
+  setMaxBytes(maxBytes: number): void {
+    this.options = { ...this.options, maxBytes };
+    this.evict();
+  }
+
+  newWriter(): StoreWriter {
+    return new StoreWriter(this.tmpDir);
+  }
+
+  /** Whether an entry for this hash is in the index (an entry of an old layout still being migrated is not yet). */
+  has(hash: string): boolean {
+    const [h0, h1] = hashHalves(hash);
+    return this.index.find(h0, h1) >= 0;
+  }
+
+  /** Marks an entry as just used (LRU order); written to the journal within a second. */
+  touch(hash: string): void {
+    const [h0, h1] = hashHalves(hash);
+    const id = this.index.find(h0, h1);
+    if (id < 0) return;
+    this.index.touch(id);
+    this.journal.touched(this.index, id);
+  }
+
+  /**
+   * The entry stored for a hash, or null. A damaged record or body is removed and reported
+   * with CorruptEntryError, never returned.
+   */
+  async get(hash: string): Promise<StoredEntry | null> {
+    const [h0, h1] = hashHalves(hash);
+    let id = this.index.find(h0, h1);
+    if (id < 0 && this.migration) {
+      await this.migration.importOne(hash);
+      id = this.index.find(h0, h1);
+    }
+    if (id < 0) return null;
+    const loc = this.index.location(id);
+    let decoded;
+    try {
+      decoded = decodeRecord(await this.packs.read(loc.pack, loc.offset, loc.length));
+      if (decoded.hash !== hash) throw new CorruptRecordError('record belongs to another key');
+    } catch (err) {
+      if (!(err instanceof CorruptRecordError)) throw err;
+      this.dropIfAt(h0, h1, loc);
+      throw new CorruptEntryError(err.message);
+    }
+    let meta: EntryMeta;
+    try {
+      meta = JSON.parse(decoded.meta.toString('utf8')) as EntryMeta;
+    } catch {
+      this.dropIfAt(h0, h1, loc);
+      throw new CorruptEntryError('metadata unreadable');
+    }
+    if (meta.hash !== hash || (decoded.body !== null && decoded.body.length !== meta.size)) {
+      this.dropIfAt(h0, h1, loc);
+      throw new CorruptEntryError('metadata does not match its record');
+    }
+    return { meta, body: decoded.body };
+  }
+
+  /** The metadata stored for a hash (DiskStore's readMeta): CorruptEntryError if it is missing or damaged. */
+  async readMeta(hash: string): Promise<EntryMeta> {
+    const found = await this.get(hash);
+    if (!found) throw new CorruptEntryError('entry not in the store');
+    return found.meta;
+  }
+
+  /** The whole body, checked (DiskStore's readBody). */
+  async readBody(hash: string, digest: string, size: number): Promise<Buffer> {
+    const found = await this.get(hash);
+    if (!found) throw new CorruptEntryError('entry not in the store');
+    if (found.meta.digest !== digest || found.meta.size !== size) throw new CorruptEntryError('entry replaced');
+    if (found.body) return found.body;
+    const handle = await this.openVerified(hash, digest, size);
+    try {
+      const body = Buffer.allocUnsafe(size);
+      let got = 0;
+      while (got < size) {
+        const { bytesRead } = await handle.read(body, got, size - got, got);
+        if (bytesRead === 0) throw new CorruptEntryError(`body is ${got} bytes, expected ${size}`);
+        got += bytesRead;
+      }
+      return body;
+    } finally {
+      await handle.close().catch(() => {});
+    }
+  }
+
+  /** Whether an entry's body is in a file of its own (streamed) rather than inline. */
+  hasBodyFile(hash: string): boolean {
+    const [h0, h1] = hashHalves(hash);
+    const id = this.index.find(h0, h1);
+    if (id < 0) return false;
+    const loc = this.index.location(id);
+    return loc.bytes !== loc.length;
+  }
+
+  /**
+   * Opens an entry's body file, checked by reading it through against its digest first, so a
+   * damaged file is never sent; the caller streams the handle from the start.
+   */
+  async openVerified(hash: string, expected: string, size: number): Promise<fsp.FileHandle> {
+    const [h0, h1] = hashHalves(hash);
+    const id = this.index.find(h0, h1);
+    if (id < 0) throw new CorruptEntryError('entry not in the store');
+    const loc = this.index.location(id);
+    let handle: fsp.FileHandle;
+    try {
+      handle = await fsp.open(this.bodyPath(loc), 'r');
+    } catch (err) {
+      this.dropIfAt(h0, h1, loc);
+      throw new CorruptEntryError(`body unreadable (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    try {
+      const stat = await handle.stat();
+      if (stat.size !== size) throw new CorruptEntryError(`body is ${stat.size} bytes, expected ${size}`);
+      if (!(await fileMatches(handle, expected, size))) throw new CorruptEntryError('body digest mismatch');
+      return handle;
+    } catch (err) {
+      await handle.close().catch(() => {});
+      this.dropIfAt(h0, h1, loc);
+      throw err;
+    }
+  }
+
+  /**
+   * Publishes a finished body with its metadata. A small body goes inline in the record; a
+   * larger one (in the writer's temp file) is renamed to its place first, so the index never
+   * points at a body that is not complete. Once this resolves the entry survives a crash.
+   */
+  async commit(writer: StoreWriter, meta: EntryMeta): Promise<void> {
+    const { digest, body } = await writer.finish();
+    meta.digest = digest;
+    meta.size = writer.size;
+    await this.put(meta, body, writer.tmpPath);
+  }
+
+  /** Stores an entry: `body` inline, or the complete file at `bodyFile` moved (or linked, when `link`) into the store. */
+  put(meta: EntryMeta, body: Buffer | null, bodyFile: string | null, link = false, asOldest = false): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('the cache store is closed'));
+    const run = this.doPut(meta, body, bodyFile, link, asOldest);
+    this.track(run);
+    return run;
+  }
+
+  private async doPut(meta: EntryMeta, body: Buffer | null, bodyFile: string | null, link: boolean, asOldest: boolean): Promise<void> {
+    const inline = body !== null && body.length <= INLINE_MAX ? body : null;
+    if (!inline && bodyFile === null) throw new Error('a body larger than INLINE_MAX needs its file');
+    const record = encodeRecord(meta.hash, JSON.stringify(meta), inline);
+    const loc = this.packs.reserve(record.length);
+    const place = `${loc.pack}/${loc.offset}`;
+    this.inFlight.add(place);
+    try {
+      await this.writeEntry(meta, inline, bodyFile, link, record, loc, asOldest);
+    } finally {
+      this.inFlight.delete(place);
+    }
+  }
+
+  private async writeEntry(
+    meta: EntryMeta,
+    inline: Buffer | null,
+    bodyFile: string | null,
+    link: boolean,
+    record: Buffer,
+    loc: { pack: number; offset: number },
+    asOldest: boolean,
+  ): Promise<void> {
+    let bytes = record.length;
+    if (!inline) {
+      const target = this.bodyPath(loc);
+      await this.ensureBodyDir(loc.pack);
+      try {
+        if (link) await fsp.link(bodyFile!, target);
+        else await fsp.rename(bodyFile!, target);
+      } catch (err) {
+        if (!link) await fsp.unlink(bodyFile!).catch(() => {});
+        throw err;
+      }
+      bytes += meta.size;
+    } else if (bodyFile !== null && !link) {
+      await fsp.unlink(bodyFile).catch(() => {});
+    }
+    try {
+      await this.packs.write(loc, record);
+    } catch (err) {
+      if (!inline) await fsp.unlink(this.bodyPath(loc)).catch(() => {});
+      throw err;
+    }
+    if (this.closed) return;
+    const [h0, h1] = hashHalves(meta.hash);
+    const full: Location = { pack: loc.pack, offset: loc.offset, length: record.length, bytes };
+    this.journal.append(asOldest ? Op.PutOldest : Op.Put, h0, h1, full);
+    const replaced = this.index.set(h0, h1, full, asOldest);
+    this.packs.addLive(full.pack, full.length);
+    if (replaced) this.release(replaced);
+    this.evict();
+    this.afterWrite();
+  }
+
+  /** Rewrites an entry's metadata (after a 304), keeping its body. */
+  async writeMeta(meta: EntryMeta): Promise<void> {
+    const current = await this.get(meta.hash);
+    if (!current) return;
+    if (current.body) return this.put(meta, current.body, null);
+    // The body file stays where it is: linked to the new record's place, then the old name goes with the old record.
+    const [h0, h1] = hashHalves(meta.hash);
+    const id = this.index.find(h0, h1);
+    if (id < 0) return;
+    return this.put(meta, null, this.bodyPath(this.index.location(id)), true);
+  }
+
+  /** Removes an entry (purge, invalidation, a damaged one). */
+  remove(hash: string): void {
+    const [h0, h1] = hashHalves(hash);
+    const id = this.index.find(h0, h1);
+    if (id < 0) return;
+    this.removeId(id, h0, h1);
+  }
+
+  private removeId(id: number, h0: number, h1: number): void {
+    this.journal.append(Op.Delete, h0, h1, null);
+    this.journal.forget(id);
+    this.release(this.index.remove(id));
+    this.afterWrite();
+  }
+
+  private dropIfAt(h0: number, h1: number, loc: Location): void {
+    const id = this.index.find(h0, h1);
+    if (id < 0) return;
+    const now = this.index.location(id);
+    if (now.pack === loc.pack && now.offset === loc.offset) this.removeId(id, h0, h1);
+  }
+
+  /** A record no longer in the index: its pack bytes become garbage, its body file goes. */
+  private release(loc: Location): void {
+    this.packs.removeLive(loc.pack, loc.length);
+    if (loc.bytes !== loc.length) this.track(fsp.unlink(this.bodyPath(loc)).catch(() => {}));
+  }
+
+  /** Least recently used entries out until the entries fit the size limit. */
+  private evict(): void {
+    while (this.index.totalBytes > this.options.maxBytes && this.index.count > 0) {
+      const id = this.index.oldest();
+      const [h0, h1] = this.index.hashOf(id);
+      this.removeId(id, h0, h1);
+      this.options.onEvict?.(prefixOf(h0, h1));
+    }
+  }
+
+  /** Hashes (first 16 hex digits) of every entry, least recently used first. */
+  *prefixesOldestFirst(): Generator<string> {
+    for (const id of this.index.oldestFirst()) {
+      const [h0, h1] = this.index.hashOf(id);
+      yield prefixOf(h0, h1);
+    }
+  }
+
+  /**
+   * Every entry's metadata, most recently used first, read from the packs (for the UI's list,
+   * HAR export, purge by host). Damaged records are skipped (and removed).
+   */
+  async *entries(limit = Infinity): AsyncGenerator<EntryMeta> {
+    const ids = [];
+    for (const id of this.index.newestFirst()) {
+      if (ids.length >= limit) break;
+      ids.push(id);
+    }
+    for (const id of ids) {
+      const [h0, h1] = this.index.hashOf(id);
+      const loc = this.index.location(id);
+      try {
+        const decoded = decodeRecord(await this.packs.read(loc.pack, loc.offset, loc.length));
+        yield JSON.parse(decoded.meta.toString('utf8')) as EntryMeta;
+      } catch {
+        this.dropIfAt(h0, h1, loc);
+      }
+    }
+  }
+
+  /** Removes every entry. */
+  async clear(): Promise<number> {
+    const n = this.index.count;
+    await this.settle();
+    for (const id of [...this.index.oldestFirst()]) {
+      const [h0, h1] = this.index.hashOf(id);
+      this.removeId(id, h0, h1);
+    }
+    await this.checkpoint();
+    return n;
+  }
+
+  private afterWrite(): void {
+    if (!this.checkpointing && this.journal.pending > Math.max(CHECKPOINT_MIN_RECORDS, this.index.count / 4)) {
+      this.track(this.checkpoint());
+    }
+    this.maybeCompact();
+  }
+
+  private flushTouches(): void {
+    if (!this.closed) this.journal.flushTouches();
+  }
+
+  private async checkpoint(): Promise<void> {
+    while (this.checkpointing) await this.checkpointing;
+    const run = this.journal.checkpoint(this.index);
+    this.checkpointing = run;
+    try {
+      await run;
+    } finally {
+      this.checkpointing = null;
+    }
+  }
+
+  /** Compacts one pack at a time, in the background, while a sealed pack is more garbage than live records. */
+  private maybeCompact(): void {
+    if (this.compacting || this.closed) return;
+    const pack = this.packs.compactionCandidate();
+    if (pack < 0) return;
+    this.compacting = true;
+    this.track(
+      this.compact(pack)
+        .catch(() => {})
+        .finally(() => {
+          this.compacting = false;
+          // More to do? Another turn, so requests are served in between.
+          setImmediate(() => this.maybeCompact());
+        }),
+    );
+  }
+
+  private async compact(pack: number): Promise<void> {
+    const moving: Array<{ h0: number; h1: number; loc: Location }> = [];
+    for (const id of this.index.oldestFirst()) {
+      if (this.index.packOf(id) !== pack) continue;
+      const [h0, h1] = this.index.hashOf(id);
+      moving.push({ h0, h1, loc: this.index.location(id) });
+    }
+    for (const { h0, h1, loc } of moving) {
+      if (this.closed) return;
+      let record: Buffer;
+      try {
+        record = await this.packs.read(loc.pack, loc.offset, loc.length);
+        decodeRecord(record);
+      } catch {
+        this.dropIfAt(h0, h1, loc);
+        continue;
+      }
+      const to = this.packs.reserve(record.length);
+      const place = `${to.pack}/${to.offset}`;
+      this.inFlight.add(place);
+      try {
+        await this.moveRecord(h0, h1, loc, to, record);
+      } finally {
+        this.inFlight.delete(place);
+      }
+    }
+    // The pack is deleted only once the index no longer names it; a checkpoint first, so no journal replays a record into it.
+    await this.checkpoint();
+    await this.packs.deletePack(pack);
+    await fsp.rm(path.join(this.bodiesDir, String(pack)), { recursive: true, force: true });
+    this.knownBodyDirs.delete(pack);
+  }
+
+  private async moveRecord(h0: number, h1: number, loc: Location, to: { pack: number; offset: number }, record: Buffer): Promise<void> {
+    {
+      const hasFile = loc.bytes !== loc.length;
+      if (hasFile) {
+        await this.ensureBodyDir(to.pack);
+        try {
+          await fsp.link(this.bodyPath(loc), this.bodyPath(to));
+        } catch {
+          this.dropIfAt(h0, h1, loc);
+          return;
+        }
+      }
+      await this.packs.write(to, record);
+      const id = this.index.find(h0, h1);
+      const now = id >= 0 ? this.index.location(id) : null;
+      if (!now || now.pack !== loc.pack || now.offset !== loc.offset || this.closed) {
+        // Replaced or removed meanwhile: the copy is garbage.
+        if (hasFile) await fsp.unlink(this.bodyPath(to)).catch(() => {});
+        return;
+      }
+      const moved: Location = { ...to, length: record.length, bytes: loc.bytes };
+      this.journal.append(Op.Move, h0, h1, moved);
+      this.index.relocate(id, moved);
+      this.packs.removeLive(loc.pack, loc.length);
+      this.packs.addLive(moved.pack, moved.length);
+      if (hasFile) await fsp.unlink(this.bodyPath(loc)).catch(() => {});
+    }
+  }
+
+  /**
+   * After a crash: body files whose record never made it into the index (killed between the
+   * two) are removed. New records go to a pack started at open, so in the packs before it no
+   * body file appears any more: what the index does not name there is an orphan.
+   */
+  private async sweepOrphanBodies(): Promise<void> {
+    const firstNew = this.packs.activePack;
+    const live = new Set<string>();
+    for (const id of this.index.oldestFirst()) {
+      const loc = this.index.location(id);
+      if (loc.bytes !== loc.length) live.add(`${loc.pack}/${loc.offset.toString(36)}`);
+    }
+    let dirs: string[];
+    try {
+      dirs = await fsp.readdir(this.bodiesDir);
+    } catch {
+      return;
+    }
+    for (const d of dirs) {
+      const pack = Number(d);
+      if (!(pack < firstNew)) continue;
+      if (!this.packs.has(pack)) {
+        // Bodies of a compacted pack whose directory a crash left behind.
+        await fsp.rm(path.join(this.bodiesDir, d), { recursive: true, force: true });
+        continue;
+      }
+      let names: string[];
+      try {
+        names = await fsp.readdir(path.join(this.bodiesDir, d));
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        if (this.closed) return;
+        if (!live.has(`${d}/${name}`)) await fsp.unlink(path.join(this.bodiesDir, d, name)).catch(() => {});
+      }
+    }
+  }
+
+  private bodyPath(loc: { pack: number; offset: number }): string {
+    return path.join(this.bodiesDir, String(loc.pack), loc.offset.toString(36));
+  }
+
+  private async ensureBodyDir(pack: number): Promise<void> {
+    if (this.knownBodyDirs.has(pack)) return;
+    await fsp.mkdir(path.join(this.bodiesDir, String(pack)), { recursive: true, mode: DIR_MODE });
+    this.knownBodyDirs.add(pack);
+  }
+
+  private track<T>(p: Promise<T>): void {
+    const guarded = p.catch(() => {});
+    this.pending.add(guarded);
+    void guarded.then(() => this.pending.delete(guarded));
+  }
+
+  /** Resolves once background work (migration, compaction, sweeping) has nothing left to do. */
+  async whenIdle(): Promise<void> {
+    for (;;) {
+      await this.settle();
+      await new Promise((r) => setImmediate(r));
+      if (this.pending.size === 0 && !this.compacting && (this.closed || this.packs.compactionCandidate() < 0)) return;
+    }
+  }
+
+  private async settle(): Promise<void> {
+    while (this.pending.size) await Promise.all([...this.pending]);
+  }
+
+  /** Stops background work, writes a snapshot (so the next start replays nothing) and closes the files. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.migration?.stop();
+    clearInterval(this.touchTimer);
+    this.compacting = true;
+    await this.settle();
+    await this.checkpoint();
+    this.closed = true;
+    this.journal.close();
+    this.packs.close();
+  }
+}
+
+export { INLINE_MAX };

@@ -1,0 +1,289 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * The store's whole in-memory index: for every entry, where its record lives, how many bytes it
+ * accounts for, and its place in least-recently-used order. Typed arrays, about 42 bytes an
+ * entry (a million entries: 42 MB), where a Map of objects would cost over a kilobyte each.
+ *
+ * Entries are named by the first 64 bits of the SHA-256 of their cache key (two uint32 halves):
+ * two keys sharing them among a million entries is a one-in-thirty-million chance, and the
+ * record itself carries the full hash and key, checked on every read, so a clash is a miss,
+ * never a wrong answer. Lookups go through an open-addressing table (linear probing, deletion
+ * by backward shift, so no tombstones build up); LRU order is a doubly linked list threaded
+ * through two Int32Arrays.
+ */
+
+export interface Location {
+  pack: number;
+  offset: number;
+  length: number;
+  /** Bytes the entry accounts for on disk: its record, plus its body file if the body is not inline. */
+  bytes: number;
+}
+
+const NONE = -1;
+const INITIAL_CAPACITY = 1024;
+
+export class KeyIndex {
+  private capacity = 0;
+  private h0 = new Uint32Array(0);
+  private h1 = new Uint32Array(0);
+  private packs = new Uint16Array(0);
+  private offsets = new Uint32Array(0);
+  private lengths = new Uint32Array(0);
+  private sizes = new Float64Array(0);
+  private prev = new Int32Array(0);
+  private next = new Int32Array(0);
+  /** Slot -> entry id + 1 (0: empty). Length a power of two, at most half full. */
+  private table = new Int32Array(0);
+  private mask = 0;
+  private freeIds: number[] = [];
+  private highWater = 0;
+  private head = NONE;
+  private tail = NONE;
+  count = 0;
+  totalBytes = 0;
+
+  constructor(capacity = INITIAL_CAPACITY) {
+    this.grow(Math.max(16, capacity));
+  }
+
+  /**
+   * An index filled from snapshot rows (see journal.ts: 32-byte records, least recently used
+   * first, each hash once), written straight into the arrays: a million rows in a fraction of
+   * what as many set() calls take.
+   */
+  static fromRows(rows: Buffer, count: number): KeyIndex {
+    const index = new KeyIndex(count + INITIAL_CAPACITY);
+    // Locals and a word view: property loads and Buffer reads per row cost more than the rest together.
+    const aligned = rows.byteOffset % 8 === 0 ? rows : Buffer.from(rows);
+    const words = new Uint32Array(aligned.buffer, aligned.byteOffset, count * 8);
+    const { packs, h0, h1, offsets, lengths, sizes, prev, next, table, mask } = index;
+    let total = 0;
+    for (let id = 0, w = 0; id < count; id++, w += 8) {
+      packs[id] = words[w] >>> 16;
+      const a = words[w + 1];
+      h0[id] = a;
+      h1[id] = words[w + 2];
+      offsets[id] = words[w + 3];
+      lengths[id] = words[w + 4];
+      const bytes = aligned.readDoubleLE(w * 4 + 20);
+      sizes[id] = bytes;
+      total += bytes;
+      prev[id] = id - 1;
+      next[id] = id + 1 < count ? id + 1 : NONE;
+      let slot = a & mask;
+      while (table[slot] !== 0) slot = (slot + 1) & mask;
+      table[slot] = id + 1;
+    }
+    index.totalBytes = total;
+    index.count = count;
+    index.highWater = count;
+    if (count > 0) {
+      index.head = 0;
+      index.tail = count - 1;
+    }
+    return index;
+  }
+
+  /** The entry id for a hash, or -1. */
+  find(h0: number, h1: number): number {
+    let slot = h0 & this.mask;
+    for (;;) {
+      const v = this.table[slot];
+      if (v === 0) return NONE;
+      const id = v - 1;
+      if (this.h0[id] === h0 && this.h1[id] === h1) return id;
+      slot = (slot + 1) & this.mask;
+    }
+  }
+
+  /**
+   * Adds or replaces the entry for a hash and makes it the most recently used (or, `asOldest`,
+   * the least: an entry migrated from an old cache). Returns the replaced location, if any.
+   */
+  set(h0: number, h1: number, loc: Location, asOldest = false): Location | null {
+    const existing = this.find(h0, h1);
+    if (existing !== NONE) {
+      const old = this.location(existing);
+      this.write(existing, loc);
+      this.totalBytes += loc.bytes - old.bytes;
+      this.unlink(existing);
+      if (asOldest) this.linkHead(existing);
+      else this.linkTail(existing);
+      return old;
+    }
+    if (this.count + 1 > this.capacity) this.grow(this.capacity * 2);
+    const id = this.freeIds.length ? this.freeIds.pop()! : this.highWater++;
+    this.h0[id] = h0;
+    this.h1[id] = h1;
+    this.write(id, loc);
+    this.insertSlot(id);
+    if (asOldest) this.linkHead(id);
+    else this.linkTail(id);
+    this.count++;
+    this.totalBytes += loc.bytes;
+    return null;
+  }
+
+  /** Moves an entry's record (compaction) without changing its place in LRU order. */
+  relocate(id: number, loc: Location): void {
+    const old = this.sizes[id];
+    this.write(id, loc);
+    this.totalBytes += loc.bytes - old;
+  }
+
+  remove(id: number): Location {
+    const loc = this.location(id);
+    this.deleteSlot(id);
+    this.unlink(id);
+    this.freeIds.push(id);
+    this.count--;
+    this.totalBytes -= loc.bytes;
+    return loc;
+  }
+
+  touch(id: number): void {
+    if (this.tail === id) return;
+    this.unlink(id);
+    this.linkTail(id);
+  }
+
+  location(id: number): Location {
+    return { pack: this.packs[id], offset: this.offsets[id], length: this.lengths[id], bytes: this.sizes[id] };
+  }
+
+  hashOf(id: number): [number, number] {
+    return [this.h0[id], this.h1[id]];
+  }
+
+  packOf(id: number): number {
+    return this.packs[id];
+  }
+
+  /** The least recently used entry, or -1 when empty. */
+  oldest(): number {
+    return this.head;
+  }
+
+  /** Entries from least to most recently used. Removing the current entry while iterating is safe. */
+  *oldestFirst(): Generator<number> {
+    let id = this.head;
+    while (id !== NONE) {
+      const following = this.next[id];
+      yield id;
+      id = following;
+    }
+  }
+
+  /** Entries from most to least recently used. */
+  *newestFirst(): Generator<number> {
+    let id = this.tail;
+    while (id !== NONE) {
+      const preceding = this.prev[id];
+      yield id;
+      id = preceding;
+    }
+  }
+
+  clear(): void {
+    this.table.fill(0);
+    this.freeIds = [];
+    this.highWater = 0;
+    this.head = this.tail = NONE;
+    this.count = 0;
+    this.totalBytes = 0;
+  }
+
+  private write(id: number, loc: Location): void {
+    this.packs[id] = loc.pack;
+    this.offsets[id] = loc.offset;
+    this.lengths[id] = loc.length;
+    this.sizes[id] = loc.bytes;
+  }
+
+  private linkTail(id: number): void {
+    this.prev[id] = this.tail;
+    this.next[id] = NONE;
+    if (this.tail !== NONE) this.next[this.tail] = id;
+    else this.head = id;
+    this.tail = id;
+  }
+
+  private linkHead(id: number): void {
+    this.next[id] = this.head;
+    this.prev[id] = NONE;
+    if (this.head !== NONE) this.prev[this.head] = id;
+    else this.tail = id;
+    this.head = id;
+  }
+
+  private unlink(id: number): void {
+    const p = this.prev[id];
+    const n = this.next[id];
+    if (p !== NONE) this.next[p] = n;
+    else this.head = n;
+    if (n !== NONE) this.prev[n] = p;
+    else this.tail = p;
+  }
+
+  private insertSlot(id: number): void {
+    let slot = this.h0[id] & this.mask;
+    while (this.table[slot] !== 0) slot = (slot + 1) & this.mask;
+    this.table[slot] = id + 1;
+  }
+
+  /** Backward-shift deletion: later entries of the probe run move up, so lookups never need tombstones. */
+  private deleteSlot(id: number): void {
+    const mask = this.mask;
+    let slot = this.h0[id] & mask;
+    while (this.table[slot] !== id + 1) slot = (slot + 1) & mask;
+    let hole = slot;
+    let probe = (hole + 1) & mask;
+    for (;;) {
+      const v = this.table[probe];
+      if (v === 0) break;
+      const home = this.h0[v - 1] & mask;
+      // Movable into the hole unless its home lies cyclically in (hole, probe].
+      const inRange = hole <= probe ? home > hole && home <= probe : home > hole || home <= probe;
+      if (!inRange) {
+        this.table[hole] = v;
+        hole = probe;
+      }
+      probe = (probe + 1) & mask;
+    }
+    this.table[hole] = 0;
+  }
+
+  private grow(capacity: number): void {
+    const copy = <T extends Uint32Array | Uint16Array | Float64Array | Int32Array>(from: T, make: (n: number) => T): T => {
+      const to = make(capacity);
+      to.set(from.subarray(0, Math.min(from.length, capacity)) as never);
+      return to;
+    };
+    this.h0 = copy(this.h0, (n) => new Uint32Array(n));
+    this.h1 = copy(this.h1, (n) => new Uint32Array(n));
+    this.packs = copy(this.packs, (n) => new Uint16Array(n));
+    this.offsets = copy(this.offsets, (n) => new Uint32Array(n));
+    this.lengths = copy(this.lengths, (n) => new Uint32Array(n));
+    this.sizes = copy(this.sizes, (n) => new Float64Array(n));
+    this.prev = copy(this.prev, (n) => new Int32Array(n));
+    this.next = copy(this.next, (n) => new Int32Array(n));
+    this.capacity = capacity;
+    let slots = 16;
+    while (slots < capacity * 2) slots *= 2;
+    this.table = new Int32Array(slots);
+    this.mask = slots - 1;
+    for (const id of this.oldestFirst()) this.insertSlot(id);
+  }
+}
+
+/** The index's name for a key's SHA-256 (hex): its first 64 bits as two uint32. */
+export function hashHalves(hashHex: string): [number, number] {
+  return [parseInt(hashHex.slice(0, 8), 16), parseInt(hashHex.slice(8, 16), 16)];
+}
+
+/** The SHA-256 of a cache key (hex): the name the store and the old layout find an entry by. */
+export function hashKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}

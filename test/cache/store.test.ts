@@ -1,0 +1,235 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { EntryStore } from '../../src/cache/store/entryStore';
+import { CorruptEntryError } from '../../src/cache/entryMeta';
+import { bodyOf, metaFor, writeLegacyEntry, writeLegacyIndex } from '../helpers/storeEntries';
+import { filesUnder } from '../helpers/files';
+
+function tempDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'cp-store-'));
+}
+
+async function withStore(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = tempDir();
+  try {
+    await fn(dir);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function putBody(store: EntryStore, url: string, body: Buffer): Promise<void> {
+  const writer = store.newWriter();
+  for (let at = 0; at < body.length; at += 65_536) writer.write(body.subarray(at, at + 65_536));
+  await store.commit(writer, metaFor(url, body));
+}
+
+/** The entry's body as a reader gets it: inline, or read from its checked file. */
+async function bodyFrom(store: EntryStore, url: string): Promise<Buffer | null> {
+  const { hash } = metaFor(url, Buffer.alloc(0));
+  const found = await store.get(hash);
+  if (!found) return null;
+  return found.body ?? (await store.readBody(hash, found.meta.digest, found.meta.size));
+}
+
+
+const BIG = 300_000;
+const url = (i: number) => `http://origin.test/item/${i}`;
+
+test('store: small bodies inline in a pack, large ones in files of their own; both back after a clean restart', () =>
+  withStore(async (dir) => {
+    let store = await EntryStore.open(dir, { maxBytes: 1e9 });
+    for (let i = 0; i < 200; i++) await putBody(store, url(i), bodyOf(url(i), i === 7 ? BIG : 1024));
+    assert.equal(store.count, 200);
+    await store.close();
+    const files = filesUnder(path.join(dir, 'store')).map((f) => path.relative(dir, f));
+    assert.deepEqual(files.filter((f) => f.includes('bodies')).length, 1, `one body file, for the large entry: ${files.join(', ')}`);
+    assert.ok(files.includes('store/packs/0.pack'));
+    assert.ok(files.includes('store/index.snap'));
+    for (const f of filesUnder(dir)) assert.equal(fs.statSync(f).mode & 0o777, 0o600, f);
+
+    store = await EntryStore.open(dir, { maxBytes: 1e9 });
+    assert.equal(store.report.fromSnapshot, true);
+    assert.equal(store.report.journalRecords, 0);
+    assert.equal(store.count, 200);
+    for (let i = 0; i < 200; i++) assert.ok((await bodyFrom(store, url(i)))!.equals(bodyOf(url(i), i === 7 ? BIG : 1024)), url(i));
+    const { meta } = (await store.get(metaFor(url(3), Buffer.alloc(0)).hash))!;
+    assert.equal(meta.url, url(3));
+    assert.deepEqual(meta.raw.slice(0, 2), ['Content-Type', 'application/octet-stream']);
+    await store.close();
+  }));
+
+test('store: 1 KiB bodies take less than 1.5x their bytes on disk (metadata deflated beside them)', () =>
+  withStore(async (dir) => {
+    const store = await EntryStore.open(dir, { maxBytes: 1e9 });
+    for (let i = 0; i < 2000; i++) await putBody(store, url(i), bodyOf(url(i), 1024));
+    await store.close();
+    const onDisk = filesUnder(path.join(dir, 'store')).reduce((n, f) => n + fs.statSync(f).blocks * 512, 0);
+    const ratio = onDisk / (2000 * 1024);
+    console.log(`1 KiB bodies: ${ratio.toFixed(3)}x on disk`);
+    assert.ok(ratio < 1.5, `disk ${onDisk} bytes for ${2000 * 1024} bytes of bodies: ${ratio.toFixed(2)}x`);
+  }));
+
+test('store: without a clean close (the journal only), every committed entry is back, in LRU order', () =>
+  withStore(async (dir) => {
+    const first = await EntryStore.open(dir, { maxBytes: 1e9 });
+    for (let i = 0; i < 50; i++) await putBody(first, url(i), bodyOf(url(i), 500));
+    first.remove(metaFor(url(10), Buffer.alloc(0)).hash);
+    first.touch(metaFor(url(0), Buffer.alloc(0)).hash);
+    (first as unknown as { flushTouches(): void }).flushTouches();
+    // No close: as after SIGKILL (the journal's writes are done; the page cache keeps them).
+    const second = await EntryStore.open(dir, { maxBytes: 1e9 });
+    assert.equal(second.report.fromSnapshot, false);
+    assert.ok(second.report.journalRecords >= 52);
+    assert.equal(second.count, 49);
+    assert.equal(await bodyFrom(second, url(10)), null);
+    assert.ok((await bodyFrom(second, url(20)))!.equals(bodyOf(url(20), 500)));
+    const order = [...second.prefixesOldestFirst()];
+    assert.equal(order[order.length - 1], metaFor(url(0), Buffer.alloc(0)).hash.slice(0, 16), 'the touched entry is the most recent');
+    assert.equal(order[0], metaFor(url(1), Buffer.alloc(0)).hash.slice(0, 16));
+    await second.close();
+  }));
+
+test('store: a torn journal tail is cut off, and what is appended after it is replayed next time', () =>
+  withStore(async (dir) => {
+    let store = await EntryStore.open(dir, { maxBytes: 1e9 });
+    for (let i = 0; i < 5; i++) await putBody(store, url(i), bodyOf(url(i), 100));
+    const journal = path.join(dir, 'store', 'journal.0');
+    fs.appendFileSync(journal, Buffer.from([1, 2, 3, 4, 5, 6, 7])); // half a record
+    store = await EntryStore.open(dir, { maxBytes: 1e9 });
+    assert.equal(store.count, 5);
+    assert.equal(fs.statSync(journal).size % 32, 0, 'cut back to whole records');
+    await putBody(store, url(5), bodyOf(url(5), 100));
+    store = await EntryStore.open(dir, { maxBytes: 1e9 });
+    assert.equal(store.count, 6);
+    assert.ok((await bodyFrom(store, url(5)))!.equals(bodyOf(url(5), 100)));
+    await store.close();
+  }));
+
+test('store: the size limit evicts least recently used first, and holds across a restart with a smaller limit', () =>
+  withStore(async (dir) => {
+    const evicted: string[] = [];
+    let store = await EntryStore.open(dir, { maxBytes: 1e9 });
+    for (let i = 0; i < 100; i++) await putBody(store, url(i), bodyOf(url(i), 1000));
+    const perEntry = store.bytes / 100;
+    for (let i = 0; i < 10; i++) store.touch(metaFor(url(i), Buffer.alloc(0)).hash);
+    await store.close();
+    const limit = Math.floor(perEntry * 40.5);
+    store = await EntryStore.open(dir, { maxBytes: limit, onEvict: (p) => evicted.push(p) });
+    assert.equal(store.count, 40);
+    assert.ok(store.bytes <= limit && store.bytes >= limit * 0.97, `${store.bytes} of ${limit}`);
+    for (let i = 0; i < 10; i++) assert.ok(await bodyFrom(store, url(i)), `touched ${url(i)} kept`);
+    for (let i = 10; i < 70; i++) assert.equal(await bodyFrom(store, url(i)), null, `${url(i)} evicted`);
+    for (let i = 70; i < 100; i++) assert.ok(await bodyFrom(store, url(i)), `recent ${url(i)} kept`);
+    assert.equal(evicted.length, 60);
+    assert.equal(evicted[0], metaFor(url(10), Buffer.alloc(0)).hash.slice(0, 16));
+    await store.close();
+  }));
+
+test('store: a damaged record or body file is reported as corrupt, removed, never returned', () =>
+  withStore(async (dir) => {
+    let store = await EntryStore.open(dir, { maxBytes: 1e9 });
+    await putBody(store, url(1), bodyOf(url(1), 2000));
+    await putBody(store, url(2), bodyOf(url(2), BIG));
+    await putBody(store, url(3), bodyOf(url(3), 2000));
+    await store.close();
+    // One bit of the first record's body, and one byte of the large body's file.
+    const pack = path.join(dir, 'store', 'packs', '0.pack');
+    const bytes = fs.readFileSync(pack);
+    bytes[1500] ^= 0x04;
+    fs.writeFileSync(pack, bytes);
+    const [bodyFile] = filesUnder(path.join(dir, 'store', 'bodies'));
+    const big = fs.readFileSync(bodyFile);
+    big[BIG - 1] ^= 0x01;
+    fs.writeFileSync(bodyFile, big);
+    store = await EntryStore.open(dir, { maxBytes: 1e9 });
+    await assert.rejects(store.get(metaFor(url(1), Buffer.alloc(0)).hash), CorruptEntryError);
+    assert.equal(await store.get(metaFor(url(1), Buffer.alloc(0)).hash), null, 'removed once found damaged');
+    const found = await store.get(metaFor(url(2), Buffer.alloc(0)).hash);
+    await assert.rejects(store.readBody(found!.meta.hash, found!.meta.digest, found!.meta.size), CorruptEntryError);
+    assert.equal(store.has(found!.meta.hash), false);
+    assert.ok((await bodyFrom(store, url(3)))!.equals(bodyOf(url(3), 2000)), 'the undamaged entry is served');
+    await store.close();
+  }));
+
+test('store: packs mostly garbage are compacted; entries keep their bodies and LRU order', () =>
+  withStore(async (dir) => {
+    const store = await EntryStore.open(dir, { maxBytes: 1e9, packBytes: 64 * 1024 });
+    for (let round = 0; round < 4; round++) {
+      for (let i = 0; i < 60; i++) await putBody(store, url(i), bodyOf(`${url(i)}#${round}`, i % 20 === 0 ? BIG : 1500));
+    }
+    await store.close();
+    const reopened = await EntryStore.open(dir, { maxBytes: 1e9, packBytes: 64 * 1024 });
+    await reopened.whenIdle();
+    const usage = reopened.diskUsage();
+    assert.ok(usage.packBytes < usage.liveBytes * 2, `packs ${usage.packBytes} bytes for ${usage.liveBytes} live`);
+    for (let i = 0; i < 60; i++) assert.ok((await bodyFrom(reopened, url(i)))!.equals(bodyOf(`${url(i)}#3`, i % 20 === 0 ? BIG : 1500)), url(i));
+    const bodies = filesUnder(path.join(dir, 'store', 'bodies'));
+    assert.equal(bodies.length, 3, 'one file per large entry, old versions removed');
+    await reopened.close();
+  }));
+
+/** Opens a store and resolves once its migration of the old layout has finished. */
+async function openAndMigrate(dir: string, whileMigrating: (store: EntryStore) => Promise<void> = async () => {}): Promise<{ store: EntryStore; migrated: number }> {
+  let finished!: (n: number) => void;
+  const migrated = new Promise<number>((resolve) => (finished = resolve));
+  const store = await EntryStore.open(dir, { maxBytes: 1e9, onMigrated: (n) => finished(n) });
+  assert.equal(store.migrating, true);
+  await whileMigrating(store);
+  return { store, migrated: await migrated };
+}
+
+test('store: migrates a cache of the old layout in the background, serving its entries meanwhile, keeping their LRU order', () =>
+  withStore(async (dir) => {
+    const metas = [];
+    for (let i = 0; i < 30; i++) metas.push(writeLegacyEntry(dir, url(i), bodyOf(url(i), i === 4 ? BIG : 800)));
+    writeLegacyIndex(dir, metas);
+    const { store, migrated } = await openAndMigrate(dir, async (s) => {
+      // The oldest entry, which the background pass (newest first) reaches last: found in the old files by its hash.
+      assert.ok((await bodyFrom(s, url(0)))!.equals(bodyOf(url(0), 800)));
+    });
+    assert.equal(migrated, 30, 'every entry imported (one on demand, the rest in the background)');
+    assert.equal(store.count, 30);
+    assert.ok(!fs.existsSync(path.join(dir, 'entries')) && !fs.existsSync(path.join(dir, 'index.json')), 'the old layout is removed');
+    for (let i = 0; i < 30; i++) assert.ok((await bodyFrom(store, url(i)))!.equals(bodyOf(url(i), i === 4 ? BIG : 800)), url(i));
+    const order = [...store.prefixesOldestFirst()];
+    assert.deepEqual(
+      order,
+      [...metas.slice(1), metas[0]].map((m) => m.hash.slice(0, 16)),
+      'the old order, and the one used during migration is the newest',
+    );
+    await store.close();
+  }));
+
+test('store: an old entry damaged on disk is dropped by the migration, the others come over', () =>
+  withStore(async (dir) => {
+    const a = writeLegacyEntry(dir, url(1), bodyOf(url(1), 900));
+    writeLegacyEntry(dir, url(2), bodyOf(url(2), 900));
+    const bodyFile = path.join(dir, 'entries', a.hash.slice(0, 2), `${a.hash}.body`);
+    fs.writeFileSync(bodyFile, Buffer.alloc(900, 0x41));
+    const { store } = await openAndMigrate(dir);
+    assert.equal(store.count, 1);
+    assert.equal(await bodyFrom(store, url(1)), null);
+    assert.ok((await bodyFrom(store, url(2)))!.equals(bodyOf(url(2), 900)));
+    await store.close();
+  }));
+
+test('store: after a crash, a body file whose record was never written is removed in the background', () =>
+  withStore(async (dir) => {
+    const first = await EntryStore.open(dir, { maxBytes: 1e9 });
+    await putBody(first, url(1), bodyOf(url(1), BIG));
+    await putBody(first, url(2), bodyOf(url(2), 500));
+    // As if killed between moving a body into place and writing its record.
+    const [bodyFile] = filesUnder(path.join(dir, 'store', 'bodies'));
+    const orphan = path.join(path.dirname(bodyFile), (999_999).toString(36));
+    fs.copyFileSync(bodyFile, orphan);
+    const second = await EntryStore.open(dir, { maxBytes: 1e9 });
+    assert.equal(second.report.afterCrash, true);
+    await second.whenIdle();
+    assert.equal(fs.existsSync(orphan), false, 'the orphan is gone');
+    assert.ok((await bodyFrom(second, url(1)))!.equals(bodyOf(url(1), BIG)), 'the live body stays');
+    await second.close();
+  }));
