@@ -2,6 +2,7 @@ import * as vscode from 'vscode';
 import type { CachedUrlsTreeProvider, CacheNode } from './cachedUrlsTree';
 import { CachedUrlsView } from './cachedUrlsView';
 import type { CommandGroup, ExtensionParts } from './commands/command';
+import { harCommands } from './commands/harCommands';
 import { proxyCommands } from './commands/proxyCommands';
 import { treeCommands } from './commands/treeCommands';
 import { Disposable } from './dispose';
@@ -13,7 +14,7 @@ import type { ExtensionSettings } from './settings';
 export type { LogLine, ShownNotification } from './output';
 
 /** The command groups under commands/, one file each. */
-const COMMAND_GROUPS: CommandGroup[] = [proxyCommands, treeCommands];
+const COMMAND_GROUPS: CommandGroup[] = [proxyCommands, treeCommands, harCommands];
 
 /** What activate() returns: what the user sees, for other extensions and for this one's tests. */
 export interface CachingProxyApi {
@@ -41,7 +42,7 @@ class CachingProxyExtension extends Disposable {
     super();
     this.proxy = this._register(new ProxyLifecycle(context, this.output));
     this.view = this._register(new CachedUrlsView(this.proxy));
-    const parts: ExtensionParts = { context, proxy: this.proxy, output: this.output, view: this.view };
+    const parts: ExtensionParts = { context, proxy: this.proxy, output: this.output, view: this.view, register: (d) => this._register(d) };
     for (const group of COMMAND_GROUPS) {
       for (const command of group(parts)) this._register(vscode.commands.registerCommand(command.id, command.run as (...args: unknown[]) => unknown));
     }

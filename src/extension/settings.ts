@@ -11,10 +11,12 @@ export interface ExtensionSettings {
   config: ProxyConfig;
   autoStart: boolean;
   injectEnv: boolean;
+  /** Where the Start Recording and Export dialogs open; empty: the workspace folder. */
+  recordFolder: string;
 }
 
 /** Maps the core's setting names in error messages to the names a user sees in settings.json. */
-const SETTING_NAMES: Record<string, string> = { timeoutSeconds: 'timeout' };
+const SETTING_NAMES: Record<string, string> = { timeoutSeconds: 'timeout', 'har.redact': 'record.redact', 'har.recordMaxBodyMB': 'record.maxBodyMB' };
 
 export class SettingsError extends Error {
   constructor(readonly problems: string[]) {
@@ -60,6 +62,10 @@ export function readSettings(cfg: Inspectable, options: { trusted: boolean; defa
       serveStaleIfOffline: get<boolean>('cache.serveStaleIfOffline'),
       prefetchLinks: get<number>('cache.prefetchLinks'),
     },
+    har: {
+      redact: get<boolean>('record.redact'),
+      recordMaxBodyMB: get<number>('record.maxBodyMB'),
+    },
   };
   let config: ProxyConfig;
   try {
@@ -70,14 +76,15 @@ export function readSettings(cfg: Inspectable, options: { trusted: boolean; defa
   }
   const autoStart = get<unknown>('autoStart');
   const injectEnv = get<unknown>('terminal.injectEnv');
-  return { config, autoStart: autoStart === true, injectEnv: injectEnv !== false };
+  const recordFolder = get<unknown>('record.folder');
+  return { config, autoStart: autoStart === true, injectEnv: injectEnv !== false, recordFolder: typeof recordFolder === 'string' ? resolveHome(recordFolder.trim()) : '' };
 }
 
 function renameSetting(problem: string): string {
   const m = /^([\w.]+): /.exec(problem);
   if (!m) return problem;
   const [section, ...rest] = m[1].split('.');
-  const name = [SETTING_NAMES[section] ?? section, ...rest].join('.');
+  const name = SETTING_NAMES[m[1]] ?? [SETTING_NAMES[section] ?? section, ...rest].join('.');
   return `${SECTION}.${name}: ${problem.slice(m[0].length)}`.replace(/ Pass --allow-remote.*$/, ' The extension listens on loopback addresses only (127.0.0.1, ::1, localhost).');
 }
 

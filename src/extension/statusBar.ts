@@ -16,9 +16,24 @@ export class ProxyStatusBar implements vscode.Disposable {
     return this.item.text;
   }
 
+  private shown: [ProxyState, string | null, number] = ['stopped', null, 0];
+  /** The HAR file being recorded to, while recording. */
+  private recordingTo: string | null = null;
+
+  setRecording(file: string | null): void {
+    this.recordingTo = file;
+    this.show(...this.shown);
+  }
+
   show(state: ProxyState, hostPort: string | null, hits: number): void {
+    this.shown = [state, hostPort, hits];
     switch (state) {
       case 'running':
+        if (this.recordingTo) {
+          this.item.text = `$(record) ${hostPort} · recording · ${hits} ${hits === 1 ? 'hit' : 'hits'}`;
+          this.item.tooltip = `Caching Proxy listening on ${hostPort}, recording every exchange to ${this.recordingTo}; ${hits} cache hits. Click for actions.`;
+          break;
+        }
         this.item.text = `$(radio-tower) ${hostPort} · ${hits} ${hits === 1 ? 'hit' : 'hits'}`;
         this.item.tooltip = `Caching Proxy listening on ${hostPort}; ${hits} cache hits. Click for actions.`;
         break;

@@ -9,6 +9,10 @@ const ISSUE_COMMANDS = {
   'cachingProxy.clearCache': 'Clear Cache',
   'cachingProxy.copyProxyUrl': 'Copy Proxy URL',
   'cachingProxy.showLog': 'Show Log',
+  'cachingProxy.startRecording': 'Start Recording',
+  'cachingProxy.stopRecording': 'Stop Recording',
+  'cachingProxy.exportHar': 'Export Cache as HAR…',
+  'cachingProxy.importHar': 'Import HAR…',
 };
 const TREE_COMMANDS = ['cachingProxy.openEntry', 'cachingProxy.revalidateEntry', 'cachingProxy.purgeEntry', 'cachingProxy.purgeHost', 'cachingProxy.copyEntryUrl', 'cachingProxy.copyAsCurl', 'cachingProxy.refresh', 'cachingProxy.filter'];
 

@@ -9,6 +9,8 @@ export interface ExtensionParts {
   readonly proxy: ProxyLifecycle;
   readonly output: UserOutput;
   readonly view: CachedUrlsView;
+  /** Ties a listener or resource of a group to the extension's lifetime. */
+  register<T extends vscode.Disposable>(disposable: T): T;
 }
 
 /** One contributed command: its id (as in package.json) and what it does. */
