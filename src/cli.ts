@@ -5,6 +5,7 @@ import { ProxyError } from './core/exchange';
 import { HAR_COMMANDS, runHarCommand, type HarCommand } from './cli/harCommands';
 import { runIpcChild } from './ipc/child';
 import { IPC_ENV } from './ipc/protocol';
+import { stdioWriters } from './cli/logWriter';
 import { RunningProxy } from './proxy';
 
 const HELP = `caching-proxy: a local caching HTTP proxy for developers (RFC 9111)
@@ -147,9 +148,8 @@ export function parseArgs(argv: string[]): CliOptions | 'help' | 'version' {
 
 const LEVELS: LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error'];
 
-function timestamp(): string {
-  return new Date().toISOString().slice(11, 23);
-}
+/** How long an exit waits for a stalled reader of the log before leaving without the rest. */
+const LOG_EXIT_WAIT_MS = 5_000;
 
 async function main(): Promise<void> {
   const subcommand = process.argv[2];
@@ -178,45 +178,72 @@ async function main(): Promise<void> {
   }
   const { config, logLevel } = options;
   const threshold = LEVELS.indexOf(logLevel);
+  // From here on every line goes through the buffered writers (process.stdout/stderr are not touched again).
+  const log = stdioWriters(logBufferBytes());
+  const exit = async (code: number, waitMs = LOG_EXIT_WAIT_MS): Promise<never> => {
+    await Promise.all([log.out.close(waitMs), log.err.close(waitMs)]);
+    process.exit(code);
+  };
+  process.on('exit', () => {
+    log.out.flushSync();
+    log.err.flushSync();
+  });
+  let fatal = false;
+  process.on('uncaughtException', (err: Error) => {
+    if (fatal) return;
+    fatal = true;
+    log.err.write(`caching-proxy: unexpected error: ${err.stack ?? err.message}\n`);
+    void exit(1);
+  });
   let proxy: RunningProxy;
   const events = new EventBus();
   events.on((e) => {
     const level = eventLevel(e);
     // The address is printed once below, in a friendlier form.
     if (LEVELS.indexOf(level) < threshold || e.type === 'listening') return;
-    const stream = level === 'error' || level === 'warn' ? process.stderr : process.stdout;
-    stream.write(`${timestamp()} ${level.padEnd(5)} ${formatEvent(e)}\n`);
+    (level === 'error' || level === 'warn' ? log.err : log.out).log(level, formatEvent(e));
   });
   try {
     proxy = await RunningProxy.start(config, events);
   } catch (err) {
     const message = err instanceof ProxyError ? err.message : (err as Error).message;
-    process.stderr.write(`caching-proxy: cannot start: ${message}\n`);
-    if (err instanceof ProxyError && err.code === 'EADDRINUSE') process.stderr.write('caching-proxy: pick another with --port N (or --port 0 for any free port)\n');
-    process.exit(1);
+    log.err.write(`caching-proxy: cannot start: ${message}\n`);
+    if (err instanceof ProxyError && err.code === 'EADDRINUSE') log.err.write('caching-proxy: pick another with --port N (or --port 0 for any free port)\n');
+    return exit(1);
   }
   if (!isLoopbackHost(config.host)) {
-    process.stderr.write(`caching-proxy: WARNING: listening on ${config.host}: other machines can reach this proxy${config.auth ? '' : ' and no --auth is set'}\n`);
+    log.err.write(`caching-proxy: WARNING: listening on ${config.host}: other machines can reach this proxy${config.auth ? '' : ' and no --auth is set'}\n`);
   }
-  process.stdout.write(`Caching proxy listening on ${proxy.address.url}  (curl -x ${proxy.address.url} http://example.com/)\n`);
+  log.out.write(`Caching proxy listening on ${proxy.address.url}  (curl -x ${proxy.address.url} http://example.com/)\n`);
+  // Whoever waits for this line (a script, a service manager's readiness check) sees it at once.
+  log.out.flush();
+  log.err.flush();
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
-      process.stderr.write(`caching-proxy: ${signal} again, exiting now\n`);
-      process.exit(130);
+      log.err.write(`caching-proxy: ${signal} again, exiting now\n`);
+      void exit(130, 250);
+      return;
     }
     stopping = true;
-    process.stdout.write(`caching-proxy: ${signal} received, finishing in-flight requests…\n`);
+    log.out.write(`caching-proxy: ${signal} received, finishing in-flight requests…\n`);
     proxy.close(10_000).then(
-      () => process.exit(0),
+      () => exit(0),
       (err: Error) => {
-        process.stderr.write(`caching-proxy: error while stopping: ${err.message}\n`);
-        process.exit(1);
+        log.err.write(`caching-proxy: error while stopping: ${err.message}\n`);
+        return exit(1);
       },
     );
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+/** CACHING_PROXY_LOG_BUFFER_BYTES: how much log output may wait for a slow reader (default 4 MiB). */
+function logBufferBytes(): number | undefined {
+  const raw = process.env.CACHING_PROXY_LOG_BUFFER_BYTES;
+  const n = raw === undefined ? NaN : Number(raw);
+  return Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
 declare const __VERSION__: string | undefined;
