@@ -39,6 +39,8 @@ Usage: caching-proxy [options]
   --no-redact              keep Authorization, Cookie, Set-Cookie, *token*, *api-key*, *secret* values in recordings
   --replay FILE            with --policy replay: answer from this HAR file (method + URL + request body)
   --replay-miss M          error (504, default) | forward: what a request the HAR file does not hold gets
+  --presets LIST           package-manager rules: comma-separated npm, pypi, debian, go, maven
+                           (per-URL "rules" go in the --config file; see the README)
   --config FILE            JSON file with any of the above (camelCase keys; cache keys under "cache")
   --log-level L            trace | debug | info | warn | error (default info)
   --quiet                  same as --log-level warn
@@ -79,6 +81,7 @@ const FLAGS: Record<string, FlagSpec> = {
   '--no-redact': { key: 'redact', har: true, kind: 'false' },
   '--replay': { key: 'replay', har: true, kind: 'value' },
   '--replay-miss': { key: 'replayMiss', har: true, kind: 'value' },
+  '--presets': { key: 'presets', kind: 'value' },
 };
 
 export interface CliOptions {

@@ -8,6 +8,8 @@ import { ProxyServer, type ListenAddress } from './core/server';
 import { recordingHandler } from './har/record';
 import { HarRecorder } from './har/recorder';
 import { ReplayLog, replayHandler } from './har/replay';
+import { RuleSet } from './rules/ruleSet';
+import { shapingHandler, shapingQuickLanes } from './rules/shaping';
 
 /** The recording in progress: its file and how many entries it holds. */
 export interface RecordingState {
@@ -206,6 +208,9 @@ function handlerLanes(
   if (config.cache.policy === 'replay' && parts.replay) {
     lanes = { handler: replayHandler(parts.replay, config.har.replayMiss === 'forward' ? parts.originRef : null), quick: [null, null] };
   }
+  // Inside the recording: a recording shows the delays and failures the client saw.
+  const rules = RuleSet.of(config.rules, config.presets);
+  lanes = { handler: shapingHandler(rules, lanes.handler), quick: shapingQuickLanes(rules, lanes.quick) };
   if (parts.recorder) {
     const options = { maxBodyBytes: Math.floor(config.har.recordMaxBodyMB * 1024 * 1024), redact: config.har.redact };
     lanes = { handler: recordingHandler(lanes.handler, parts.recorder, options), quick: [null, null] };

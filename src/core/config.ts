@@ -1,5 +1,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { parsePresets, type PresetName } from '../rules/presets';
+import { parseRules, type RuleSpec } from '../rules/spec';
 
 /**
  * The one configuration object of the proxy. The CLI builds it from flags and a config file,
@@ -34,6 +36,10 @@ export interface ProxyConfig {
   headersTimeoutSeconds: number;
   cache: CacheConfig;
   har: HarConfig;
+  /** Per-URL-pattern cache settings and traffic shaping, first match wins (src/rules/). */
+  rules: RuleSpec[];
+  /** Package-manager rule sets, consulted after `rules`, in this order. */
+  presets: PresetName[];
 }
 
 export type CachePolicyName = 'standard' | 'private' | 'always' | 'offline' | 'off' | 'replay';
@@ -113,6 +119,8 @@ export function defaultConfig(): ProxyConfig {
       prefetchLinks: 0,
     },
     har: { record: null, recordMaxBodyMB: 10, redact: true, replay: null, replayMiss: 'error' },
+    rules: [],
+    presets: [],
   };
 }
 
@@ -129,7 +137,7 @@ export class ConfigError extends Error {
 }
 
 type Partialish<T> = { [K in keyof T]?: T[K] extends object | null ? Partialish<T[K]> | T[K] : T[K] };
-export type ConfigInput = Partialish<ProxyConfig> & { cache?: Partial<CacheConfig>; har?: Partial<HarConfig> };
+export type ConfigInput = Omit<Partialish<ProxyConfig>, 'rules' | 'presets'> & { cache?: Partial<CacheConfig>; har?: Partial<HarConfig>; rules?: unknown; presets?: unknown };
 
 /**
  * Merges `input` over the defaults and checks every value. Throws ConfigError listing every
@@ -174,12 +182,24 @@ export function resolveConfig(input: unknown, base: ProxyConfig = defaultConfig(
       replay: v.nullableStr('har.replay', harSrc.replay, base.har.replay, () => null),
       replayMiss: v.oneOf('har.replayMiss', harSrc.replayMiss, base.har.replayMiss, REPLAY_MISS),
     },
+    rules: base.rules,
+    presets: base.presets,
   };
   if (config.cache.policy === 'replay' && !config.har.replay) {
     problems.push('cache.policy: "replay" needs the HAR file to answer from (--replay FILE, setting "har": {"replay": FILE})');
   }
   if (config.har.replay && config.cache.policy !== 'replay') {
     problems.push(`har.replay: ${JSON.stringify(config.har.replay)} is only used under the "replay" policy, but cache.policy is "${config.cache.policy}" (add --policy replay)`);
+  }
+  if (src.rules !== undefined) {
+    const parsed = parseRules(src.rules);
+    problems.push(...parsed.problems);
+    if (!parsed.problems.length) config.rules = parsed.rules;
+  }
+  if (src.presets !== undefined) {
+    const parsed = parsePresets(src.presets);
+    problems.push(...parsed.problems);
+    if (!parsed.problems.length) config.presets = parsed.presets;
   }
   if (!isLoopbackHost(config.host) && !config.allowRemote) {
     problems.push(

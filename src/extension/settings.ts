@@ -66,6 +66,8 @@ export function readSettings(cfg: Inspectable, options: { trusted: boolean; defa
       redact: get<boolean>('record.redact'),
       recordMaxBodyMB: get<number>('record.maxBodyMB'),
     },
+    rules: get<unknown>('rules'),
+    presets: get<unknown>('presets'),
   };
   let config: ProxyConfig;
   try {
@@ -81,11 +83,11 @@ export function readSettings(cfg: Inspectable, options: { trusted: boolean; defa
 }
 
 function renameSetting(problem: string): string {
-  const m = /^([\w.]+): /.exec(problem);
+  const m = /^([\w.]+)(?=[:[ ])/.exec(problem);
   if (!m) return problem;
   const [section, ...rest] = m[1].split('.');
   const name = SETTING_NAMES[m[1]] ?? [SETTING_NAMES[section] ?? section, ...rest].join('.');
-  return `${SECTION}.${name}: ${problem.slice(m[0].length)}`.replace(/ Pass --allow-remote.*$/, ' The extension listens on loopback addresses only (127.0.0.1, ::1, localhost).');
+  return `${SECTION}.${name}${problem.slice(m[0].length)}`.replace(/ Pass --allow-remote.*$/, ' The extension listens on loopback addresses only (127.0.0.1, ::1, localhost).');
 }
 
 function resolveHome(dir: string): string {
