@@ -6,12 +6,14 @@ import { HAR_COMMANDS, runHarCommand, type HarCommand } from './cli/harCommands'
 import { runIpcChild } from './ipc/child';
 import { IPC_ENV } from './ipc/protocol';
 import { stdioWriters } from './cli/logWriter';
+import { caCommand } from './cli/caCommand';
 import { RunningProxy } from './proxy';
 
 const HELP = `caching-proxy: a local caching HTTP proxy for developers (RFC 9111)
 
 Usage: caching-proxy [options]
        caching-proxy export-har | import-har ...   (HAR files out of / into the cache; --help for each)
+       caching-proxy ca [--ca-dir DIR]   print the local CA's path, fingerprint and validity (made if absent)
 
   --port N                 port to listen on (default 8899; 0 picks a free one)
   --host H                 address to listen on (default 127.0.0.1)
@@ -41,7 +43,14 @@ Usage: caching-proxy [options]
   --replay-miss M          error (504, default) | forward: what a request the HAR file does not hold gets
   --presets LIST           package-manager rules: comma-separated npm, pypi, debian, go, maven
                            (per-URL "rules" go in the --config file; see the README)
-  --config FILE            JSON file with any of the above (camelCase keys; cache keys under "cache")
+  --intercept LIST         HTTPS hosts to decrypt and cache with the local CA (comma-separated:
+                           example.com covers its subdomains, *.example.com, host:port, * for all;
+                           default none: HTTPS is tunnelled untouched)
+  --tunnel LIST            HTTPS hosts never intercepted (e.g. certificate-pinned clients); wins over --intercept
+  --ca-dir DIR             where the local CA lives (default ~/.config/caching-proxy)
+  --upstream-ca FILE       PEM file of extra CAs trusted for origins (besides Node's and NODE_EXTRA_CA_CERTS)
+  --config FILE            JSON file with any of the above (camelCase keys; cache keys under "cache",
+                           recording under "har", HTTPS under "https")
   --log-level L            trace | debug | info | warn | error (default info)
   --quiet                  same as --log-level warn
   --help                   this text
@@ -54,7 +63,7 @@ Exit codes: 0 stopped cleanly, 1 could not start (e.g. port in use), 2 invalid f
 
 class UsageError extends Error {}
 
-type FlagSpec = { key: string; cache?: boolean; har?: boolean; kind: 'value' | 'true' | 'false' };
+type FlagSpec = { key: string; cache?: boolean; har?: boolean; https?: boolean; kind: 'value' | 'true' | 'false' };
 const FLAGS: Record<string, FlagSpec> = {
   '--port': { key: 'port', kind: 'value' },
   '--host': { key: 'host', kind: 'value' },
@@ -82,6 +91,10 @@ const FLAGS: Record<string, FlagSpec> = {
   '--replay': { key: 'replay', har: true, kind: 'value' },
   '--replay-miss': { key: 'replayMiss', har: true, kind: 'value' },
   '--presets': { key: 'presets', kind: 'value' },
+  '--intercept': { key: 'intercept', https: true, kind: 'value' },
+  '--tunnel': { key: 'tunnel', https: true, kind: 'value' },
+  '--ca-dir': { key: 'caDir', https: true, kind: 'value' },
+  '--upstream-ca': { key: 'upstreamCa', https: true, kind: 'value' },
 };
 
 export interface CliOptions {
@@ -94,6 +107,7 @@ export function parseArgs(argv: string[]): CliOptions | 'help' | 'version' {
   const top: Record<string, unknown> = {};
   const cache: Record<string, unknown> = {};
   const har: Record<string, unknown> = {};
+  const https: Record<string, unknown> = {};
   let configFile: string | null = null;
   let logLevel: LogLevel = 'info';
   for (let i = 0; i < argv.length; i++) {
@@ -125,7 +139,7 @@ export function parseArgs(argv: string[]): CliOptions | 'help' | 'version' {
     if (!spec) throw new UsageError(`unknown option "${argv[i]}" (see --help)`);
     const value = spec.kind === 'value' ? takeValue() : spec.kind === 'true';
     if (spec.kind !== 'value' && inline !== undefined) throw new UsageError(`${arg} takes no value`);
-    (spec.cache ? cache : spec.har ? har : top)[spec.key] = value;
+    (spec.cache ? cache : spec.har ? har : spec.https ? https : top)[spec.key] = value;
   }
   let fileConfig: Record<string, unknown> = {};
   if (configFile) {
@@ -145,7 +159,8 @@ export function parseArgs(argv: string[]): CliOptions | 'help' | 'version' {
   }
   const fileCache = (typeof fileConfig.cache === 'object' && fileConfig.cache !== null ? fileConfig.cache : {}) as Record<string, unknown>;
   const fileHar = (typeof fileConfig.har === 'object' && fileConfig.har !== null ? fileConfig.har : {}) as Record<string, unknown>;
-  const merged = { ...fileConfig, ...top, cache: { ...fileCache, ...cache }, har: { ...fileHar, ...har } };
+  const fileHttps = (typeof fileConfig.https === 'object' && fileConfig.https !== null ? fileConfig.https : {}) as Record<string, unknown>;
+  const merged = { ...fileConfig, ...top, cache: { ...fileCache, ...cache }, har: { ...fileHar, ...har }, https: { ...fileHttps, ...https } };
   return { config: resolveConfig(merged), logLevel };
 }
 
@@ -155,14 +170,16 @@ const LEVELS: LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error'];
 const LOG_EXIT_WAIT_MS = 5_000;
 
 async function main(): Promise<void> {
-  const subcommand = process.argv[2];
+  const argv = process.argv.slice(2);
+  const subcommand = argv[0];
   if ((HAR_COMMANDS as readonly string[]).includes(subcommand)) {
-    process.exitCode = await runHarCommand(subcommand as HarCommand, process.argv.slice(3));
+    process.exitCode = await runHarCommand(subcommand as HarCommand, argv.slice(1));
     return;
   }
+  if (subcommand === 'ca') return caCommand(argv.slice(1));
   let options: CliOptions | 'help' | 'version';
   try {
-    options = parseArgs(process.argv.slice(2));
+    options = parseArgs(argv);
   } catch (err) {
     if (err instanceof UsageError || err instanceof ConfigError) {
       const lines = err instanceof ConfigError ? err.problems : [err.message];

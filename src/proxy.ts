@@ -5,6 +5,7 @@ import type { Origin, QuickPassThrough, RequestHandler } from './core/exchange';
 import { createPassThrough } from './core/forward';
 import { OriginClient } from './core/origin';
 import { ProxyServer, type ListenAddress } from './core/server';
+import { Interceptor } from './core/tls/interceptor';
 import { recordingHandler } from './har/record';
 import { HarRecorder } from './har/recorder';
 import { ReplayLog, replayHandler } from './har/replay';
@@ -29,6 +30,7 @@ export class RunningProxy {
     private server: ProxyServer,
     readonly cache: HttpCache,
     private _address: ListenAddress,
+    private interceptor: Interceptor | null,
   ) {}
 
   static async start(config: ProxyConfig, events = new EventBus()): Promise<RunningProxy> {
@@ -44,7 +46,10 @@ export class RunningProxy {
     const server = new ProxyServer(config, events, origin, lanes.handler);
     server.setQuickResponder(...lanes.quick);
     let address: ListenAddress;
+    let interceptor: Interceptor | null = null;
     try {
+      interceptor = await Interceptor.create(config.https, events);
+      server.setInterceptor(interceptor);
       address = await server.listen();
     } catch (err) {
       await cache.close();
@@ -52,7 +57,7 @@ export class RunningProxy {
       origin.close();
       throw err;
     }
-    const proxy = new RunningProxy(config, events, origin, server, cache, address);
+    const proxy = new RunningProxy(config, events, origin, server, cache, address, interceptor);
     proxy.setOrigin = (o) => (current = o);
     proxy.passThrough = passThrough;
     proxy.originRef = originRef;
@@ -136,7 +141,9 @@ export class RunningProxy {
       prev.idleTimeoutSeconds !== next.idleTimeoutSeconds || prev.headersTimeoutSeconds !== next.headersTimeoutSeconds;
     const originChanged =
       prev.upstreamProxy !== next.upstreamProxy || prev.timeoutSeconds !== next.timeoutSeconds || prev.idleTimeoutSeconds !== next.idleTimeoutSeconds ||
-      prev.noProxy.join(',') !== next.noProxy.join(',');
+      prev.noProxy.join(',') !== next.noProxy.join(',') || prev.https.upstreamCa !== next.https.upstreamCa;
+    // Made first: a CA that cannot be read leaves everything as it was.
+    const interceptor = this.interceptor?.sameCa(next.https) ? this.interceptor.withLists(next.https) : await Interceptor.create(next.https, this.events);
     if (next.cache.policy === 'replay' && next.har.replay && (prev.har.replay !== next.har.replay || prev.cache.policy !== 'replay')) {
       this.replay = await ReplayLog.load(next.har.replay);
     } else if (next.cache.policy !== 'replay') {
@@ -158,6 +165,7 @@ export class RunningProxy {
     if (serverChanged) {
       const server = new ProxyServer(next, this.events, this.origin, handler);
       server.setQuickResponder(...quick);
+      server.setInterceptor(interceptor);
       if (prev.port !== next.port) {
         // Bind the new listener first: if the port is taken, the old one keeps serving.
         this._address = await server.listen();
@@ -170,8 +178,15 @@ export class RunningProxy {
     } else {
       this.server.setHandler(handler);
       this.server.setQuickResponder(...quick);
+      this.server.setInterceptor(interceptor);
     }
+    this.interceptor = interceptor;
     this._config = next;
+  }
+
+  /** The local CA while HTTPS interception is on. */
+  get ca(): Interceptor['ca'] | null {
+    return this.interceptor?.ca ?? null;
   }
 
   async close(graceMs = 10_000): Promise<void> {

@@ -74,11 +74,14 @@ export class Admission {
     const sent = req.url ?? '';
     const problem = requestHeadProblem(req, this.config.maxHeaderBytes);
     if (problem) return new Refusal(problem.status, problem.message, sent, {}, kind === 'request');
-    if (!this.authorizedBy(req.headers['proxy-authorization'])) {
+    const intercepted = interceptedSite(req.socket);
+    // Inside an intercepted connection the client authenticated once, on its CONNECT (clients send no Proxy-Authorization inside TLS).
+    if (intercepted === null && !this.authorizedBy(req.headers['proxy-authorization'])) {
       const message = kind === 'request' ? 'Proxy authentication required: send Proxy-Authorization with the configured credentials.' : 'Proxy authentication required.';
       return new Refusal(407, message, sent, PROXY_AUTHENTICATE);
     }
     if (kind === 'connect') {
+      if (intercepted !== null) return new Refusal(400, 'Bad request: CONNECT inside an intercepted HTTPS connection.', sent);
       const target = parseConnectTarget(sent);
       if (target instanceof ProxyError) return new Refusal(target.status, target.message, sent);
       if (this.targetsSelf(target.hostname, target.port)) return new Refusal(508, `Loop detected: ${sent} is this proxy itself.`, sent);
@@ -86,7 +89,6 @@ export class Admission {
     }
     // Node hands an upgrade request's body over as the first tunnel bytes; forwarding its length without it would hang the origin.
     if (kind === 'upgrade' && requestHasBody(req.headers)) return new Refusal(400, 'Bad request: an Upgrade request must not carry a body.', sent);
-    const intercepted = interceptedSite(req.socket);
     if (intercepted === null && sent.startsWith('/') && this.pathStyle !== null) {
       // Path-style: only for the proxy's own names, and not for other sites' pages (DNS rebinding, cross-site requests).
       const refused = admitPathStyle(req.headers, this.pathStyle);

@@ -40,6 +40,19 @@ export interface ProxyConfig {
   rules: RuleSpec[];
   /** Package-manager rule sets, consulted after `rules`, in this order. */
   presets: PresetName[];
+  https: HttpsConfig;
+}
+
+/** HTTPS interception: opt-in per host; everything else is tunnelled untouched. */
+export interface HttpsConfig {
+  /** CONNECT hosts whose TLS the proxy terminates with its own CA, so their requests are cached (NO_PROXY-like patterns, `*.example.com`, `*`). */
+  intercept: string[];
+  /** Hosts never intercepted (certificate-pinned clients); wins over `intercept`. */
+  tunnel: string[];
+  /** Where the local CA lives (ca.pem, ca-key.pem, ca-bundle.pem). */
+  caDir: string;
+  /** A PEM file of extra CAs trusted for origins, besides Node's roots and NODE_EXTRA_CA_CERTS. */
+  upstreamCa: string | null;
 }
 
 export type CachePolicyName = 'standard' | 'private' | 'always' | 'offline' | 'off' | 'replay';
@@ -90,6 +103,12 @@ export function defaultCacheDir(): string {
   return path.join(base, 'caching-proxy');
 }
 
+/** The local CA's folder: the user's config directory. */
+export function defaultCaDir(): string {
+  const base = process.env.XDG_CONFIG_HOME || path.join(os.homedir(), '.config');
+  return path.join(base, 'caching-proxy');
+}
+
 export const DEFAULT_PORT = 8899;
 
 export function defaultConfig(): ProxyConfig {
@@ -121,6 +140,7 @@ export function defaultConfig(): ProxyConfig {
     har: { record: null, recordMaxBodyMB: 10, redact: true, replay: null, replayMiss: 'error' },
     rules: [],
     presets: [],
+    https: { intercept: [], tunnel: [], caDir: defaultCaDir(), upstreamCa: null },
   };
 }
 
@@ -148,6 +168,7 @@ export function resolveConfig(input: unknown, base: ProxyConfig = defaultConfig(
   const src = (isObject(input) ? input : {}) as Record<string, unknown>;
   const cacheSrc = (isObject(src.cache) ? src.cache : {}) as Record<string, unknown>;
   const harSrc = (isObject(src.har) ? src.har : {}) as Record<string, unknown>;
+  const httpsSrc = (isObject(src.https) ? src.https : {}) as Record<string, unknown>;
   const v = new Validator(problems);
 
   const config: ProxyConfig = {
@@ -184,6 +205,12 @@ export function resolveConfig(input: unknown, base: ProxyConfig = defaultConfig(
     },
     rules: base.rules,
     presets: base.presets,
+    https: {
+      intercept: v.hostPatterns('https.intercept', httpsSrc.intercept, base.https.intercept),
+      tunnel: v.hostPatterns('https.tunnel', httpsSrc.tunnel, base.https.tunnel),
+      caDir: v.str('https.caDir', httpsSrc.caDir, base.https.caDir, (s) => (s.trim() === '' ? 'must not be empty' : null)),
+      upstreamCa: v.nullableStr('https.upstreamCa', httpsSrc.upstreamCa, base.https.upstreamCa, () => null),
+    },
   };
   if (config.cache.policy === 'replay' && !config.har.replay) {
     problems.push('cache.policy: "replay" needs the HAR file to answer from (--replay FILE, setting "har": {"replay": FILE})');
@@ -223,6 +250,8 @@ function checkAllowedHosts(hosts: string[], problems: string[]): string[] {
   }
   return bad.length ? [] : hosts;
 }
+
+const HOST_PATTERN = /^(?:\*|(?:\*?\.)?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::\d{1,5})?|\[[0-9A-Fa-f:.]+\](?::\d{1,5})?|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]+)$/;
 
 function checkProxyUrl(s: string): string | null {
   try {
@@ -302,6 +331,17 @@ class Validator {
     }
     this.bad(name, value, 'a list of strings (or one comma-separated string)');
     return fallback;
+  }
+
+  /** Host patterns as NO_PROXY writes them (example.com, .example.com, *.example.com, host:port, an address, *). */
+  hostPatterns(name: string, value: unknown, fallback: string[]): string[] {
+    const list = this.list(name, value, fallback);
+    const bad = list.filter((p) => !HOST_PATTERN.test(p));
+    if (bad.length) {
+      this.problems.push(`${name}: ${bad.map((b) => JSON.stringify(b)).join(', ')} ${bad.length === 1 ? 'is not a host pattern' : 'are not host patterns'}; expected e.g. example.com, *.example.com, .example.com, host:443, 10.0.0.1, [::1] or *`);
+      return fallback;
+    }
+    return list;
   }
 
   oneOf<T extends string>(name: string, value: unknown, fallback: T, allowed: readonly T[]): T {

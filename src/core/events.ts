@@ -61,6 +61,8 @@ export interface TunnelEvent {
   bytesUp?: number;
   bytesDown?: number;
   durationMs?: number;
+  /** The proxy terminated TLS itself (HTTPS interception): the requests inside are logged on their own. */
+  intercepted?: boolean;
 }
 
 export interface UpgradeEvent {
@@ -185,8 +187,9 @@ export function formatEvent(e: ProxyEvent): string {
       return `${id}${what}${status}${e.message.split('\n', 1)[0]}`;
     }
     case 'tunnel-open':
-      return `#${e.id} CONNECT ${e.target} tunnel open`;
+      return e.intercepted ? `#${e.id} CONNECT ${e.target} intercepted` : `#${e.id} CONNECT ${e.target} tunnel open`;
     case 'tunnel-close':
+      if (e.intercepted) return `#${e.id} CONNECT ${e.target} intercepted connection closed ${Math.round(e.durationMs ?? 0)}ms`;
       return `#${e.id} CONNECT ${e.target} tunnel closed ↑${formatBytes(e.bytesUp ?? 0)} ↓${formatBytes(e.bytesDown ?? 0)} ${Math.round(e.durationMs ?? 0)}ms`;
     case 'upgrade':
       return `#${e.id} upgrade to ${e.protocol} ${e.url}`;

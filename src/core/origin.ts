@@ -6,6 +6,8 @@ import type { ProxyConfig } from './config';
 import { ProxyError, type Origin, type UpstreamRequest } from './exchange';
 import { NoProxyList } from './noProxy';
 import { QuickConnections } from './quickForward';
+import { UpstreamTunnelAgent } from './tls/tunnelAgent';
+import { describeCertificateError, upstreamCaList } from './tls/upstreamTrust';
 
 /** Origins with quick pass-through connections at once; the least recently created are closed beyond this. */
 const MAX_QUICK_ORIGINS = 64;
@@ -30,16 +32,22 @@ export class OriginClient implements Origin {
   private readonly noProxy: NoProxyList;
   private readonly timeoutMs: number;
   private readonly idleMs: number;
+  private readonly agentOptions: https.AgentOptions;
+  /** The CAs origins are verified against (undefined: Node's store). */
+  private readonly ca: string[] | undefined;
   /** Keep-alive connections for the server's quick pass-through, per origin (see quickForward.ts). */
   private readonly quickOrigins = new Map<string, QuickConnections>();
 
-  constructor(config: Pick<ProxyConfig, 'upstreamProxy' | 'noProxy' | 'timeoutSeconds'> & Partial<Pick<ProxyConfig, 'idleTimeoutSeconds'>>) {
+  constructor(config: Pick<ProxyConfig, 'upstreamProxy' | 'noProxy' | 'timeoutSeconds'> & Partial<Pick<ProxyConfig, 'idleTimeoutSeconds' | 'https'>>) {
     // `timeout` also closes pooled connections left idle that long: without it up to 256 idle
     // connections per origin stayed open for as long as the origin tolerated them.
     const idleMs = Math.round((config.idleTimeoutSeconds ?? 120) * 1000);
     const agentOptions = { keepAlive: true, maxSockets: 256, maxFreeSockets: 256, scheduling: 'lifo' as const, timeout: idleMs };
+    this.agentOptions = agentOptions;
+    this.ca = upstreamCaList(config.https?.upstreamCa ?? null);
     this.httpAgent = new http.Agent(agentOptions);
-    this.httpsAgent = new https.Agent(agentOptions);
+    // Verified always (rejectUnauthorized is Node's default and never turned off).
+    this.httpsAgent = new https.Agent({ ...agentOptions, ca: this.ca });
     this.upstream = config.upstreamProxy ? new URL(config.upstreamProxy) : null;
     this.upstreamAuth =
       this.upstream && this.upstream.username
@@ -68,10 +76,10 @@ export class OriginClient implements Origin {
   }
 
   /** TLS options for a connection of our own to an https origin (Upgrade requests): its name, verified. */
-  tlsOptions(hostname: string): { servername?: string } {
+  tlsOptions(hostname: string): { servername?: string; ca?: string[] } {
     const name = hostname.replace(/^\[|\]$/g, '');
     // RFC 6066: no SNI for an address.
-    return net.isIP(name) ? {} : { servername: name };
+    return { ...(net.isIP(name) ? {} : { servername: name }), ca: this.ca };
   }
 
   fetch(request: UpstreamRequest): Promise<http.IncomingMessage> {
@@ -86,7 +94,7 @@ export class OriginClient implements Origin {
     const headers: http.OutgoingHttpHeaders = { ...request.headers, host: url.host };
     let options: https.RequestOptions;
     let client: typeof http | typeof https = http;
-    if (route.proxy) {
+    if (route.proxy && !secure) {
       if (this.upstreamAuth) headers['proxy-authorization'] = this.upstreamAuth;
       options = {
         host: route.proxy.hostname.replace(/^\[|\]$/g, ''),
@@ -100,8 +108,9 @@ export class OriginClient implements Origin {
         host: url.hostname.replace(/^\[|\]$/g, ''),
         port,
         path: url.pathname + url.search,
-        agent: secure ? this.httpsAgent : this.httpAgent,
-        servername: secure ? url.hostname : undefined,
+        // https through the upstream proxy: a CONNECT tunnel per pooled connection, TLS end to end.
+        agent: secure ? (route.proxy ? this.tunnelAgent(route.proxy) : this.httpsAgent) : this.httpAgent,
+        servername: secure && net.isIP(bareHostname(url)) === 0 ? url.hostname : undefined,
       };
     }
     options.method = request.method;
@@ -168,6 +177,13 @@ export class OriginClient implements Origin {
     });
   }
 
+  private upstreamTunnels: UpstreamTunnelAgent | null = null;
+
+  /** The agent for https origins through the upstream proxy `proxy` (CONNECT, then TLS end to end). */
+  tunnelAgent(proxy: URL): UpstreamTunnelAgent {
+    return (this.upstreamTunnels ??= new UpstreamTunnelAgent(proxy, this.upstreamAuth, this.timeoutMs, { ...this.agentOptions, ca: this.ca }));
+  }
+
   /** Keep-alive connections straight to `origin` (http://host[:port]) for the quick pass-through. */
   quickConnections(origin: string): QuickConnections {
     let connections = this.quickOrigins.get(origin);
@@ -186,6 +202,7 @@ export class OriginClient implements Origin {
   close(): void {
     this.httpAgent.destroy();
     this.httpsAgent.destroy();
+    this.upstreamTunnels?.destroy();
     for (const connections of this.quickOrigins.values()) connections.close();
     this.quickOrigins.clear();
   }
@@ -211,6 +228,11 @@ function releaseParserOnClose(socket: object): void {
       parser.close();
     }
   });
+}
+
+/** The host without IPv6 brackets. */
+function bareHostname(url: URL): string {
+  return url.hostname.replace(/^\[|\]$/g, '');
 }
 
 function abortError(): Error {
@@ -245,6 +267,8 @@ export function describeNetworkError(err: NodeJS.ErrnoException, target: string,
       return new ProxyError(502, `${target} is unreachable from this machine`, err.code);
     default:
       if (err.code?.startsWith('HPE_')) return new ProxyError(502, `${target} sent an invalid HTTP response (${err.message})`, err.code);
+      const certificate = describeCertificateError(err, target);
+      if (certificate) return certificate;
       if (err.code?.startsWith('ERR_TLS') || /certificate|SSL|TLS/i.test(err.message)) {
         return new ProxyError(502, `TLS handshake with ${target} failed: ${err.message}`, err.code);
       }

@@ -14,6 +14,7 @@ import { QuickRelay, type QuickConnections } from './quickForward';
 import type { OriginClient } from './origin';
 import { describeNetworkError } from './origin';
 import { parseAbsoluteTarget } from './target';
+import type { Interceptor } from './tls/interceptor';
 import { Tunnels } from './tunnels';
 import { RespondingExchange } from './responding';
 
@@ -133,6 +134,8 @@ export class ProxyServer {
   readonly viaName = `${VIA_NAME}-${randomBytes(3).toString('hex')}`;
   private readonly admission: Admission;
   private readonly tunnels: Tunnels;
+  private interceptor: Interceptor | null = null;
+  private readonly idleMs: number;
 
   constructor(
     private readonly config: ProxyConfig,
@@ -148,6 +151,7 @@ export class ProxyServer {
     this.admission = new Admission(config, this.viaName);
     this.tunnels = new Tunnels(events, this.viaName);
     const idleMs = Math.round(config.idleTimeoutSeconds * 1000);
+    this.idleMs = idleMs;
     const headersMs = Math.round(config.headersTimeoutSeconds * 1000);
     this.server = http.createServer({
       maxHeaderSize: config.maxHeaderBytes,
@@ -193,6 +197,11 @@ export class ProxyServer {
   setQuickResponder(quick: QuickResponder | null, pass: QuickPassThrough | null = null): void {
     this.quick = quick;
     this.quickPass = pass;
+  }
+
+  /** HTTPS interception for the CONNECTs it names (null: every CONNECT is a tunnel). */
+  setInterceptor(interceptor: Interceptor | null): void {
+    this.interceptor = interceptor;
   }
 
   setHandler(handler: RequestHandler): void {
@@ -496,6 +505,12 @@ export class ProxyServer {
     clientSocket.on('error', () => clientSocket.destroy());
     const target = this.admission.admit(req, 'connect');
     if (target instanceof Refusal) return this.refuseRaw(clientSocket, id, 'CONNECT', target);
+    if (this.interceptor?.intercepts(target)) {
+      // Decrypted, its requests come back through Node's parser and the same admission and handler as plain HTTP.
+      this.tunnels.hold(clientSocket);
+      this.interceptor.accept(id, target, clientSocket as net.Socket, head, this.idleMs, (tls) => this.handOver(tls, null));
+      return;
+    }
     this.tunnels.connect(id, this.origin, target, clientSocket, head, (status, message) => this.refuseRaw(clientSocket, id, 'CONNECT', new Refusal(status, message, target.authority)));
   }
 

@@ -103,12 +103,12 @@ export class Tunnels {
     const protocol = String(req.headers.upgrade ?? '');
     const port = portOf(url);
     const route = origin.route(url.hostname, port);
-    const secure = url.protocol === 'https:' && !route.proxy;
-    const options: https.RequestOptions = route.proxy
-      ? { host: route.proxy.hostname.replace(/^\[|\]$/g, ''), port: route.proxy.port || 80, path: url.href, headers }
-      : { host: url.hostname.replace(/^\[|\]$/g, ''), port, path: url.pathname + url.search, headers, ...(secure ? origin.tlsOptions(url.hostname) : {}) };
+    const secure = url.protocol === 'https:';
+    // wss through the upstream proxy goes through its CONNECT, TLS end to end: never decrypted traffic in the clear.
+    const options: https.RequestOptions = route.proxy && !secure
+      ? { host: route.proxy.hostname.replace(/^\[|\]$/g, ''), port: route.proxy.port || 80, path: url.href, headers, agent: false }
+      : { host: url.hostname.replace(/^\[|\]$/g, ''), port, path: url.pathname + url.search, headers, ...(secure ? origin.tlsOptions(url.hostname) : {}), agent: secure && route.proxy ? origin.tunnelAgent(route.proxy) : false };
     options.method = req.method ?? 'GET';
-    options.agent = false;
     const upstreamReq = (secure ? https : http).request(options);
     upstreamReq.setTimeout(origin.timeout, () => upstreamReq.destroy(new ProxyError(504, `${url.host} did not answer the upgrade in time`, 'ETIMEDOUT')));
     upstreamReq.once('upgrade', (res, upstreamSocket, upstreamHead) => {
