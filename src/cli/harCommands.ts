@@ -76,6 +76,10 @@ export async function runHarCommand(command: HarCommand, argv: string[], out: No
         return 2;
       }
       const target = typeof values.output === 'string' && values.output !== '-' ? values.output : out;
+      // A reader that stops early (`| head`) is not an error.
+      out.on('error', (e: NodeJS.ErrnoException) => {
+        if (e.code === 'EPIPE') process.exit(0);
+      });
       const cache = await openCache(dir);
       try {
         const result = await exportHarFile(cache, { match: values.match as string | undefined, redact: values['no-redact'] !== true }, target);

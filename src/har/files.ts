@@ -61,7 +61,8 @@ export async function importHarFile(cache: Pick<HttpCache, 'storeResponse'>, fil
 
 /** The report as lines for a terminal or a log. */
 export function describeImport(report: ImportReport): string[] {
-  const lines = [`${report.file}: ${report.stored.length} of ${report.entries} ${report.entries === 1 ? 'entry' : 'entries'} stored in the cache`];
+  const lines = [`${report.file}: ${report.stored.length} of ${report.entries} ${report.entries === 1 ? 'entry' : 'entries'} stored in the cache${report.replaced ? ` (${report.replaced} replaced by a later entry for the same request)` : ''}`];
   for (const s of report.skipped) lines.push(`  not stored: entry ${s.index} ${s.method} ${s.url}: ${s.reason}`);
   return lines;
 }
+

@@ -37,7 +37,12 @@ export interface ImportReport {
   entries: number;
   stored: { index: number; url: string; key: string }[];
   skipped: { index: number; method: string; url: string; reason: string }[];
+  /** Entries not stored because a later entry of the file is for the same request (URL and Vary'd fields). */
+  replaced: number;
 }
+
+/** Entries stored at once: each is a file write and a rename. */
+const IMPORT_CONCURRENCY = 8;
 
 const BASE64 = /^[A-Za-z0-9+/\s]*={0,2}\s*$/;
 
@@ -202,23 +207,40 @@ function unstorable(e: ParsedEntry): string | null {
  */
 export async function importHar(cache: EntrySink, text: string, file: string): Promise<ImportReport> {
   const entries = parseHar(text, file);
-  const report: ImportReport = { file, entries: entries.length, stored: [], skipped: [] };
+  const report: ImportReport = { file, entries: entries.length, stored: [], skipped: [], replaced: 0 };
+  // The cache keeps one response per request (URL and the fields its Vary names): the file's last one.
+  const last = new Map<string, ParsedEntry>();
   for (const e of entries) {
     const reason = unstorable(e);
-    if (reason !== null) {
-      report.skipped.push({ index: e.index, method: e.method, url: e.url, reason });
-      continue;
-    }
-    const outcome = await cache.storeResponse({
-      url: e.url,
-      requestHeaders: e.requestHeaders,
-      status: e.status,
-      statusMessage: e.statusText,
-      rawHeaders: e.responseHeaders,
-      body: e.body as Buffer,
-    });
-    if (outcome.stored) report.stored.push({ index: e.index, url: e.url, key: outcome.key });
-    else report.skipped.push({ index: e.index, method: e.method, url: e.url, reason: `the cache does not store it: ${outcome.reason}` });
+    if (reason !== null) report.skipped.push({ index: e.index, method: e.method, url: e.url, reason });
+    else last.set(variantOf(e), e);
   }
+  const queue = [...last.values()];
+  report.replaced = entries.length - report.skipped.length - queue.length;
+  const worker = async () => {
+    for (let e = queue.shift(); e; e = queue.shift()) {
+      const outcome = await cache.storeResponse({
+        url: e.url,
+        requestHeaders: e.requestHeaders,
+        status: e.status,
+        statusMessage: e.statusText,
+        rawHeaders: e.responseHeaders,
+        body: e.body as Buffer,
+      });
+      if (outcome.stored) report.stored.push({ index: e.index, url: e.url, key: outcome.key });
+      else report.skipped.push({ index: e.index, method: e.method, url: e.url, reason: `the cache does not store it: ${outcome.reason}` });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(IMPORT_CONCURRENCY, queue.length) }, worker));
+  report.stored.sort((a, b) => a.index - b.index);
+  report.skipped.sort((a, b) => a.index - b.index);
   return report;
+}
+
+/** The request an entry answers, as the cache tells variants apart: URL plus the request values its response's Vary names. */
+function variantOf(e: ParsedEntry): string {
+  const vary = valueOf(e.responseHeaders, 'vary');
+  if (!vary) return e.url;
+  const names = vary.toLowerCase().split(',').map((n) => n.trim()).filter(Boolean);
+  return e.url + names.map((n) => `\n${n}: ${e.requestHeaders[n] ?? ''}`).join('');
 }

@@ -95,6 +95,18 @@ suite('HAR: record, export and import from VS Code', () => {
     assert.equal(origin.hits.get('/data.json') ?? 0, before, 'answered from the imported entry');
   });
 
+  test('cachingProxy.record.* settings are validated like the others, under their own names', async () => {
+    const from = api.notifications.length;
+    await setSetting(api, 'record.maxBodyMB', -1);
+    try {
+      const n = await shown(from, /invalid setting/);
+      assert.match(n.message, /cachingProxy\.record\.maxBodyMB: -1 is invalid; expected a number from 0 to 1024/);
+    } finally {
+      await setSetting(api, 'record.maxBodyMB', undefined);
+    }
+    assert.equal(api.settings()?.config.har.recordMaxBodyMB, 10);
+  });
+
   test('Import HAR… of a malformed file names the problem and changes nothing', async () => {
     const bad = path.join(dir, 'bad.har');
     fs.writeFileSync(bad, '{"log":{"entries":[{"request":{"method":"GET","url":"http://x.test/"},"response":{"status":"ok","content":{}}}]}}');

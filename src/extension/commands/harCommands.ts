@@ -118,7 +118,7 @@ export const harCommands: CommandGroup = (parts) => {
           output.log('info', `imported ${report.stored.length} of ${plural(report.entries, 'entry', 'entries')} from ${file}`);
           for (const s of report.skipped) output.log('info', `  not stored: entry ${s.index} ${s.method} ${s.url}: ${s.reason}`);
           const skipped = report.skipped.length ? ` ${report.skipped.length} not stored (see the log).` : '';
-          void output.notify('info', `Caching Proxy: imported ${report.stored.length} of ${plural(report.entries, 'entry', 'entries')} from ${file}.${skipped}`, ...(skipped ? ['Show Log'] : [])).then((c) => {
+          void output.notify('info', `Caching Proxy: imported ${report.stored.length} of ${plural(report.entries, 'entry', 'entries')} from ${file}${report.replaced ? ` (${report.replaced} replaced by a later entry for the same request)` : ''}.${skipped}`, ...(skipped ? ['Show Log'] : [])).then((c) => {
             if (c) output.showLog();
           });
         } catch (err) {
