@@ -27,7 +27,8 @@ Usage: caching-proxy [options]
   --cache-dir DIR          where the disk cache lives (default ~/.cache/caching-proxy)
   --memory-only            keep the cache in memory only
   --policy P               standard | private | always | offline | off | replay (default standard)
-  --ttl S                  freshness for responses without explicit freshness (default 300)
+  --ttl S                  freshness for responses without explicit freshness (default: none, only the
+                           RFC 9111 heuristic); the lifetime of everything under --policy always (default 300)
   --admit-after N          store a URL only from its Nth request (default 1)
   --max-entries N          most entries kept (default 10000)
   --max-size-mb N          disk tier size (default 1024)

@@ -132,7 +132,8 @@ export class Cache implements HttpCache {
 
     const meta = entry.meta!;
     const evaluation = meta.evalPolicy.evaluateRequest({ url: href, method: 'GET', headers: policyRequestHeaders(ex.url, h, entry.vary) });
-    const staleForbidden = meta.mustRevalidate && meta.policy.stale();
+    // No stale answer (max-stale, stale-while-revalidate) where a directive forbids it (RFC 9111 §4.2.4).
+    const staleForbidden = meta.neverStale && meta.policy.stale();
     // max-age=0 (a browser reload) always means "ask the origin", even for an entry stored this very millisecond.
     const reload = reqcc.get('max-age') === '0';
     const mayServeStored = !staleForbidden && !reload;

@@ -13,6 +13,8 @@ export interface LoadedMeta {
   /** A plain request (no Cache-Control) may be answered without asking the policy again while now < freshUntil. */
   fastOk: boolean;
   mustRevalidate: boolean;
+  /** Never served stale (see PolicyView.neverStale). */
+  neverStale: boolean;
   /**
    * Epoch ms at which the response's age was zero: its age grows one second per second from
    * there (RFC 9111 §4.2.3), so a hit need not ask the policy (and touch its header objects).
@@ -22,6 +24,8 @@ export interface LoadedMeta {
   requestHeaders: Record<string, string>;
   /** The quick answer's status line and stored fields through Content-Length (see quick.ts). */
   quickFixed?: string;
+  /** The stored fields carry a Date (set with quickFixed). */
+  quickDated?: boolean;
   /** The quick answer reused while the entry is hot, and how often it was asked for in `quickSecond` (Age, ttl and Date change by the second). */
   quick?: QuickAnswer;
   quickSecond?: number;
@@ -38,7 +42,7 @@ export interface Entry extends IndexRecord {
 }
 
 export function loadMeta(policy: Policy, statusMessage: string, raw: string[], requestHeaders: Record<string, string>): LoadedMeta {
-  const { url, mustRevalidate, evalPolicy } = viewPolicy(policy);
+  const { url, mustRevalidate, neverStale, evalPolicy } = viewPolicy(policy);
   return {
     statusMessage,
     raw,
@@ -46,6 +50,7 @@ export function loadMeta(policy: Policy, statusMessage: string, raw: string[], r
     evalPolicy,
     fastOk: evalPolicy.satisfiesWithoutRevalidation({ url, method: 'GET', headers: requestHeaders }),
     mustRevalidate,
+    neverStale,
     ageZeroAt: Date.now() - policy.age() * 1000,
     quickAsked: 0,
     requestHeaders,

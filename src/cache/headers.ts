@@ -36,11 +36,13 @@ export function headerValue(h: IncomingHttpHeaders, name: string): string | unde
   return Array.isArray(v) ? v.join(', ') : v;
 }
 
-const PER_RESPONSE = new Set(['age', 'date', 'cache-status']);
+const PER_RESPONSE = new Set(['age', 'cache-status']);
 
 /**
  * The stored response headers as sent on every hit, prepared once: hop-by-hop removed, our Via
- * appended, and without Age, Date and Cache-Status, which change per response.
+ * appended, without Age and Cache-Status, which change per response. The origin's Date stays
+ * (a hit is the origin's response, Age says how old); one is added if the origin sent none
+ * (RFC 9110 §6.6.1: a cache records when it received the response).
  */
 export function prepareStoredHeaders(upstreamRaw: string[], httpVersion: string): string[] {
   const forwarded = forwardResponseHeaders(upstreamRaw, httpVersion, VIA_NAME);
@@ -48,14 +50,21 @@ export function prepareStoredHeaders(upstreamRaw: string[], httpVersion: string)
   for (let i = 0; i < forwarded.length; i += 2) {
     if (!PER_RESPONSE.has(forwarded[i].toLowerCase())) out.push(forwarded[i], forwarded[i + 1]);
   }
-  return out;
+  return withDate(out);
+}
+
+/** The fields with a Date: the one they have, or now. */
+export function withDate(raw: string[]): string[] {
+  if (rawHeader(raw, 'date') === undefined) raw.push('Date', new Date().toUTCString());
+  return raw;
 }
 
 /** Headers a 304 must not change on the stored response (the body they describe is the old one). */
-const KEEP_ON_UPDATE = new Set(['content-length', 'content-encoding', 'transfer-encoding', 'content-range', 'via', 'age', 'date', 'cache-status', 'connection', 'keep-alive']);
+const KEEP_ON_UPDATE = new Set(['content-length', 'content-encoding', 'transfer-encoding', 'content-range', 'via', 'age', 'cache-status', 'connection', 'keep-alive']);
 
-/** RFC 9111 §3.2: a 304's header fields replace the stored ones of the same name. */
-export function mergeNotModified(stored: string[], notModifiedRaw: string[]): string[] {
+/** RFC 9111 §3.2: a 304's header fields replace the stored ones of the same name (its Date too: Age counts from the 304). */
+export function mergeNotModified(stored: string[], received: string[]): string[] {
+  const notModifiedRaw = withDate(received.slice());
   const replacing = new Map<string, string[]>();
   for (let i = 0; i < notModifiedRaw.length; i += 2) {
     const lower = notModifiedRaw[i].toLowerCase();

@@ -47,7 +47,9 @@ function quickAnswer(entry: Entry, meta: LoadedMeta, body: Buffer, headOnly: boo
   }
   const outcome = hitStatus(Math.round((entry.freshUntil - now) / 1000));
   const fixed = (meta.quickFixed ??= quickFixedPart(entry.status, meta, body.length));
-  const perRequest = `Age: ${ageAt(meta, now)}\r\nCache-Status: caching-proxy; ${outcome}\r\nDate: ${httpDate(second)}\r\n\r\n`;
+  // The stored Date is the origin's; entries stored before it was kept get today's.
+  const date = meta.quickDated ? '' : `Date: ${httpDate(second)}\r\n`;
+  const perRequest = `Age: ${ageAt(meta, now)}\r\nCache-Status: caching-proxy; ${outcome}\r\n${date}\r\n`;
   const headLength = fixed.length + perRequest.length;
   const copyBody = !headOnly && body.length <= QUICK_COPY_MAX;
   const head = Buffer.allocUnsafe(headLength + (copyBody ? body.length : 0));
@@ -64,8 +66,10 @@ function quickAnswer(entry: Entry, meta: LoadedMeta, body: Buffer, headOnly: boo
 function quickFixedPart(status: number, meta: LoadedMeta, bodyLength: number): string {
   const lines = [`HTTP/1.1 ${status} ${meta.statusMessage || STATUS_CODES[status] || 'Unknown'}\r\n`];
   const raw = meta.raw;
+  meta.quickDated = false;
   for (let i = 0; i < raw.length; i += 2) {
     const lower = raw[i].toLowerCase();
+    if (lower === 'date') meta.quickDated = true;
     if (lower !== 'content-length' && lower !== 'transfer-encoding') lines.push(`${raw[i]}: ${raw[i + 1]}\r\n`);
   }
   lines.push(`Content-Length: ${bodyLength}\r\n`);

@@ -4,9 +4,9 @@ import { VIA_NAME } from '../core/forward';
 import { cacheStatus, cacheStatusField, type Forward } from './cacheStatus';
 import { loadMeta, ttlSeconds, type Entry } from './entry';
 import { clientBound, type Fill, type Fills } from './fills';
-import { headerObject, mergeNotModified } from './headers';
+import { mergeNotModified, rawHeader } from './headers';
 import type { CacheReport } from './report';
-import { policyRequestHeaders } from './rules';
+import { isUnconditional, policyRequestHeaders, policyResponseHeaders } from './rules';
 import { freshUntil, notModifiedPolicy, stillUsableOnError, type PolicyRequest } from './semantics';
 import type { StoredAnswers } from './serve';
 import type { CacheSettings } from './settings';
@@ -49,7 +49,7 @@ export class Revalidation {
         report.event('served-stale', href, { key: entry.key, reason: 'stale-if-error', status: entry.status });
         return answers.serve(ex, entry, cacheStatus({ fwd, ttl: ttlSeconds(entry), detail: 'stale-if-error' }));
       }
-      if (settings.serveStaleIfOffline && !meta.mustRevalidate && err instanceof ProxyError && err.status >= 500) {
+      if (settings.serveStaleIfOffline && !meta.neverStale && err instanceof ProxyError && err.status >= 500) {
         report.event('served-stale', href, { key: entry.key, reason: 'origin-unreachable', status: entry.status });
         return answers.serve(ex, entry, cacheStatus({ fwd, ttl: ttlSeconds(entry), detail: 'origin-unreachable' }));
       }
@@ -58,15 +58,23 @@ export class Revalidation {
     const status = upstream.statusCode ?? 502;
     if (status === 304) {
       upstream.resume();
-      if (this.refreshFrom304(entry, policyReq, upstream)) {
+      const unconditional = isUnconditional(ex.req.headers);
+      if (this.refreshFrom304(entry, policyReq, upstream, unconditional)) {
         return answers.serve(ex, entry, cacheStatus({ fwd, fwdStatus: 304, ttl: ttlSeconds(entry) }));
+      }
+      if (unconditional) {
+        // A 304 for a representation we do not have, and a client without a copy of its own:
+        // it must get a full response (RFC 9111 §4.3.4), so ask again without validators.
+        this.d.store.drop(entry, 'invalidated', '304 for another representation');
+        const full = await this.d.origin.fetch({ method: 'GET', url: ex.url, headers: ex.forwardHeaders, ...clientBound(ex, fill) });
+        return this.d.storing.storeOrRelay(ex, full, { url: ex.url, href, fwd, settings, requestHeaders: ex.req.headers, replacing: null, prefetch: false, fill }, null);
       }
       // The 304 is about the client's own copy, not ours: hand it on.
       const value = cacheStatus({ fwd, fwdStatus: 304 });
       ex.cacheOutcome = value;
       return ex.relay(upstream, cacheStatusField(value));
     }
-    if (status >= 500 && stillUsableOnError(meta.policy, policyReq, { status, headers: headerObject(upstream.rawHeaders) })) {
+    if (status >= 500 && stillUsableOnError(meta.policy, policyReq, { status, headers: policyResponseHeaders(upstream.rawHeaders) })) {
       upstream.resume();
       report.event('served-stale', href, { key: entry.key, reason: 'stale-if-error', status: entry.status });
       return answers.serve(ex, entry, cacheStatus({ fwd, fwdStatus: status, ttl: ttlSeconds(entry), detail: 'stale-if-error' }));
@@ -96,7 +104,7 @@ export class Revalidation {
     const status = upstream.statusCode ?? 502;
     if (status === 304) {
       upstream.resume();
-      if (!this.refreshFrom304(entry, policyReq, upstream)) this.d.store.drop(entry, 'invalidated', '304 for another representation');
+      if (!this.refreshFrom304(entry, policyReq, upstream, true)) this.d.store.drop(entry, 'invalidated', '304 for another representation');
       return;
     }
     if (status >= 500) {
@@ -107,10 +115,21 @@ export class Revalidation {
     await this.d.storing.storeOrRelay(null, upstream, { url, href: entry.url, fwd: 'stale', settings, requestHeaders: meta.requestHeaders, replacing: entry, prefetch: false, fill }, null);
   }
 
-  /** Applies a 304 to a stored entry (RFC 9111 §4.3.4); false if the 304 does not select it. */
-  private refreshFrom304(entry: Entry, policyReq: PolicyRequest, upstream: IncomingMessage): boolean {
+  /**
+   * Applies a 304 to a stored entry (RFC 9111 §4.3.4); false if the 304 does not select it.
+   * `oursOnly`: the request carried only the entry's own validators, so a 304 that names no
+   * validator (many origins omit ETag on a 304) can only be about this entry.
+   */
+  private refreshFrom304(entry: Entry, policyReq: PolicyRequest, upstream: IncomingMessage, oursOnly: boolean): boolean {
     const meta = entry.meta!;
-    const policy = notModifiedPolicy(meta.policy, policyReq, { status: 304, headers: headerObject(upstream.rawHeaders) });
+    const headers = policyResponseHeaders(upstream.rawHeaders);
+    if (oursOnly && headers.etag === undefined && headers['last-modified'] === undefined) {
+      const etag = rawHeader(meta.raw, 'etag');
+      const lastModified = rawHeader(meta.raw, 'last-modified');
+      if (etag !== undefined) headers.etag = etag;
+      if (lastModified !== undefined) headers['last-modified'] = lastModified;
+    }
+    const policy = notModifiedPolicy(meta.policy, policyReq, { status: 304, headers });
     if (policy === null) return false;
     entry.meta = loadMeta(policy, meta.statusMessage, mergeNotModified(meta.raw, upstream.rawHeaders), meta.requestHeaders);
     entry.freshUntil = freshUntil(policy);

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { headerValue, parseCacheControl, rawHeader } from './headers';
+import { headerObject, headerValue, parseCacheControl, rawHeader } from './headers';
 import type { CacheSettings } from './settings';
 import { excludesType } from './settings';
 import { newPolicy, type Policy } from './semantics';
@@ -10,7 +10,8 @@ import { newPolicy, type Policy } from './semantics';
  */
 
 const MiB = 1024 * 1024;
-const UNSAFE_METHODS = new Set(['POST', 'PUT', 'DELETE', 'PATCH']);
+/** Methods registered as safe (RFC 9110 §9.2.1, the IANA method registry); every other one may change the resource. */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PROPFIND', 'REPORT', 'SEARCH', 'QUERY']);
 
 /** A request that asks for nothing but a stored response: no directives, validators or ranges of its own. */
 export function asksOnlyForStored(h: IncomingHttpHeaders): boolean {
@@ -32,9 +33,9 @@ export function isUnconditional(h: IncomingHttpHeaders): boolean {
   return h['if-none-match'] === undefined && h['if-modified-since'] === undefined;
 }
 
-/** RFC 9111 §4.4: a successful unsafe request invalidates what is stored for its URL. */
+/** RFC 9111 §4.4: a non-error response to a method not known as safe invalidates what is stored for its URL. */
 export function invalidatesStored(method: string, status: number): boolean {
-  return UNSAFE_METHODS.has(method) && status >= 200 && status < 400;
+  return !SAFE_METHODS.has(method) && status >= 200 && status < 400;
 }
 
 /** The same-origin URLs a response's Location and Content-Location name (also invalidated, §4.4). */
@@ -88,8 +89,8 @@ export function variantKey(href: string, vary: string[], headers: IncomingHttpHe
 /** The request as the policy sees it: only what RFC 9111 consults, so no cookies end up in metadata. */
 export function policyRequestHeaders(url: URL, h: IncomingHttpHeaders, vary: string[] | null): IncomingHttpHeaders {
   const out: IncomingHttpHeaders = { host: url.host };
-  if (h['cache-control'] !== undefined) out['cache-control'] = headerValue(h, 'cache-control');
-  if (h.pragma !== undefined) out.pragma = h.pragma;
+  if (h['cache-control'] !== undefined) out['cache-control'] = lowerDirectiveNames(headerValue(h, 'cache-control')!);
+  if (h.pragma !== undefined) out.pragma = lowerDirectiveNames(h.pragma);
   if (h.authorization !== undefined) out.authorization = 'present';
   if (vary) for (const name of vary) if (h[name] !== undefined) out[name] = headerValue(h, name);
   return out;
@@ -123,32 +124,55 @@ export function limitRefuses(
 
 export type StoreDecision = { policy: Policy; reason?: undefined } | { reason: string; policy?: undefined };
 
+/** The lifetime of everything under `always` when `ttl` is not set. */
+export const ALWAYS_DEFAULT_TTL = 300;
+
+/** RFC 9110 §15.1: the status codes a cache may give heuristic freshness. */
+const HEURISTICALLY_CACHEABLE = new Set([200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501]);
+
+/** The final status codes http-cache-semantics understands; the ones it does not are still ours to store with explicit freshness. */
+const LIBRARY_UNDERSTOOD = new Set([200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501]);
+
+/**
+ * Final status codes the cache stores when the response states its freshness: all but a
+ * partial response (206: it would need range assembly), 304 (never a stored response itself)
+ * and 407 (about the hop to an upstream proxy).
+ */
+function understood(status: number): boolean {
+  return status >= 200 && status < 600 && status !== 206 && status !== 304 && status !== 407;
+}
+
 /**
  * The policy for a response about to be stored, or why it is not stored. RFC 9111 rules come
- * from http-cache-semantics; `ttl` only stands in for freshness the response does not state
- * (and for everything under `always`).
+ * from http-cache-semantics. Without stated freshness a response gets the RFC heuristic (only
+ * for the status codes RFC 9110 allows it for), or `ttl` when the user set one; under
+ * `always`, `ttl` is the lifetime of everything.
  */
 export function storeDecision(
   settings: CacheSettings,
   href: string,
   requestHeaders: IncomingHttpHeaders,
   status: number,
-  headers: Record<string, string | string[]>,
+  received: Record<string, string | string[]>,
 ): StoreDecision {
   const req = { url: href, method: 'GET', headers: requestHeaders };
+  const headers = normalisedResponse(received);
   if (settings.policy === 'always') return forcedLifetime(settings, req, status, headers);
   const shared = settings.policy !== 'private';
-  const options = { shared, immutableMinTimeToLive: 24 * 3600 * 1000 };
-  const policy = newPolicy(req, { status, headers }, options);
   const cc = parseCacheControl(headers['cache-control']);
+  const explicit = statesFreshness(shared, cc, headers);
+  const options = { shared, immutableMinTimeToLive: 24 * 3600 * 1000, cacheHeuristic: HEURISTICALLY_CACHEABLE.has(status) ? 0.1 : 0 };
+  // The library judges storability by its own list of status codes; with stated freshness the code only has to be one we understand.
+  const judgedStatus = !LIBRARY_UNDERSTOOD.has(status) && explicit && understood(status) ? 200 : status;
+  const policy = newPolicy(req, { status: judgedStatus, headers }, options);
   if (!policy.storable()) return { reason: unstorableReason(shared, cc, requestHeaders, status) };
   if (shared && headers['set-cookie'] && !cc.has('public') && !cc.has('immutable')) {
     // Storable by the letter of RFC 9111, but one user's cookie must not be handed to another.
     return { reason: 'set-cookie' };
   }
-  if (!statesFreshness(shared, cc, headers) && !forbidsReuse(cc, headers)) {
+  if (settings.ttl !== null && !explicit && !forbidsReuse(cc, headers)) {
     const withTtl = { ...headers, 'cache-control': [headers['cache-control'], `max-age=${Math.floor(settings.ttl)}`].filter(Boolean).join(', ') };
-    return { policy: newPolicy(req, { status, headers: withTtl }, options) };
+    return { policy: newPolicy(req, { status: judgedStatus, headers: withTtl }, options) };
   }
   return { policy };
 }
@@ -161,7 +185,7 @@ function forcedLifetime(
   headers: Record<string, string | string[]>,
 ): StoreDecision {
   if (status < 200 || status >= 300) return { reason: `status-${status}` };
-  const forced: Record<string, string | string[]> = { ...headers, 'cache-control': `max-age=${Math.floor(settings.ttl)}` };
+  const forced: Record<string, string | string[]> = { ...headers, 'cache-control': `max-age=${Math.floor(settings.ttl ?? ALWAYS_DEFAULT_TTL)}` };
   delete forced.expires;
   delete forced.pragma;
   if (forced.vary === '*') delete forced.vary;
@@ -189,4 +213,84 @@ function statesFreshness(shared: boolean, cc: Map<string, string | true>, header
 /** no-cache (or Pragma: no-cache without Cache-Control): stored, never reused without asking. */
 function forbidsReuse(cc: Map<string, string | true>, headers: Record<string, string | string[]>): boolean {
   return cc.has('no-cache') || (headers['cache-control'] === undefined && /no-cache/.test(String(headers.pragma ?? '')));
+}
+
+/** An Expires no HTTP-date parser should accept: the policy sees a date long past instead (RFC 9111 §5.3: "already expired"). */
+const LONG_AGO = 'Thu, 01 Jan 1970 00:00:00 GMT';
+
+/**
+ * A response's fields as the policy must read them: directive names in lower case (they are
+ * case-insensitive, §5.2), an invalid Expires as expired (§5.3), an invalid Age ignored (§5.1).
+ */
+export function normalisedResponse(headers: Record<string, string | string[]>): Record<string, string | string[]> {
+  let out = headers;
+  const set = (name: string, value: string | undefined) => {
+    if (out === headers) out = { ...headers };
+    if (value === undefined) delete out[name];
+    else out[name] = value;
+  };
+  for (const name of ['cache-control', 'pragma']) {
+    const value = headers[name];
+    if (typeof value === 'string') {
+      const lower = lowerDirectiveNames(value);
+      if (lower !== value) set(name, lower);
+    }
+  }
+  const expires = headers.expires;
+  if (typeof expires === 'string' && parseHttpDate(expires) === null) set('expires', LONG_AGO);
+  const age = headers.age;
+  if (typeof age === 'string') {
+    // A list: the first member counts (§5.1).
+    const first = age.split(',')[0].trim();
+    if (!/^\d+$/.test(first)) set('age', undefined);
+    else if (first !== age) set('age', first);
+  }
+  return out;
+}
+
+/** An origin response's fields (raw [name, value, ...]) as the policy must read them. */
+export function policyResponseHeaders(raw: string[]): Record<string, string | string[]> {
+  return normalisedResponse(headerObject(raw));
+}
+
+function lowerDirectiveNames(value: string): string {
+  if (!/[A-Z]/.test(value)) return value;
+  return value
+    .split(',')
+    .map((part) => {
+      const eq = part.indexOf('=');
+      return eq < 0 ? part.toLowerCase() : part.slice(0, eq).toLowerCase() + part.slice(eq);
+    })
+    .join(',');
+}
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+const IMF_FIXDATE = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d{2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$/;
+const RFC850_DATE = /^(Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), (\d{2})-(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT$/;
+const ASCTIME_DATE = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ( \d|\d{2}) (\d{2}):(\d{2}):(\d{2}) (\d{4})$/;
+
+/** Epoch ms of an HTTP-date in one of the three forms RFC 9110 §5.6.7 defines, or null: nothing lenient. */
+export function parseHttpDate(value: string): number | null {
+  let m = IMF_FIXDATE.exec(value);
+  if (m) return utc(Number(m[4]), m[3], Number(m[2]), m[5], m[6], m[7]);
+  m = RFC850_DATE.exec(value);
+  if (m) {
+    // Two-digit years: RFC 9110 says more than 50 years in the future is the past century.
+    let year = 2000 + Number(m[4]);
+    if (year > new Date().getUTCFullYear() + 50) year -= 100;
+    return utc(year, m[3], Number(m[2]), m[5], m[6], m[7]);
+  }
+  m = ASCTIME_DATE.exec(value);
+  if (m) return utc(Number(m[7]), m[2], Number(m[3].trim()), m[4], m[5], m[6]);
+  return null;
+}
+
+function utc(year: number, month: string, day: number, h: string, min: string, sec: string): number | null {
+  const hours = Number(h);
+  const minutes = Number(min);
+  const seconds = Number(sec);
+  if (day < 1 || day > 31 || hours > 23 || minutes > 59 || seconds > 60) return null;
+  const ms = Date.UTC(year, MONTHS.indexOf(month), day, hours, minutes, Math.min(seconds, 59));
+  // 31 Feb and the like roll over into the next month: not a date.
+  return new Date(ms).getUTCDate() === day ? ms : null;
 }

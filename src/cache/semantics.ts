@@ -24,6 +24,11 @@ export interface PolicyView {
   url: string;
   mustRevalidate: boolean;
   /**
+   * RFC 9111 §4.2.4: never served stale, not even with the origin unreachable: no-cache,
+   * must-revalidate, and for a shared cache proxy-revalidate and s-maxage (§5.2.2.10).
+   */
+  neverStale: boolean;
+  /**
    * The policy requests are evaluated against. http-cache-semantics 4.3 revalidates every
    * must-revalidate response even while fresh; RFC 9111 §5.2.2.2 only forbids serving it
    * stale. So freshness is judged without the directive, and staleness is checked separately.
@@ -33,11 +38,13 @@ export interface PolicyView {
 
 export function viewPolicy(policy: Policy): PolicyView {
   const obj = policy.toObject();
-  const mustRevalidate = obj.rescc['must-revalidate'] !== undefined;
-  if (!mustRevalidate) return { url: obj.u ?? '', mustRevalidate, evalPolicy: policy };
-  const rescc = { ...obj.rescc };
+  const cc = obj.rescc;
+  const mustRevalidate = cc['must-revalidate'] !== undefined;
+  const neverStale = mustRevalidate || cc['no-cache'] !== undefined || (obj.sh && (cc['proxy-revalidate'] !== undefined || cc['s-maxage'] !== undefined));
+  if (!mustRevalidate) return { url: obj.u ?? '', mustRevalidate, neverStale, evalPolicy: policy };
+  const rescc = { ...cc };
   delete rescc['must-revalidate'];
-  return { url: obj.u ?? '', mustRevalidate, evalPolicy: CachePolicy.fromObject({ ...obj, rescc }) };
+  return { url: obj.u ?? '', mustRevalidate, neverStale, evalPolicy: CachePolicy.fromObject({ ...obj, rescc }) };
 }
 
 /** The request headers a stored policy was built from (host + Vary-named), without directives or credentials. */

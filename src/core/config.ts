@@ -77,8 +77,12 @@ export interface CacheConfig {
   policy: CachePolicyName;
   /** Disk tier location; null keeps the cache in memory only. */
   dir: string | null;
-  /** Seconds of freshness for responses without explicit freshness, and for everything under `always`. */
-  ttl: number;
+  /**
+   * Seconds of freshness for responses without explicit freshness, and the lifetime of
+   * everything under `always`. Null (the default): standard/private give such responses only
+   * the RFC 9111 heuristic; `always` uses 300.
+   */
+  ttl: number | null;
   /** Store a URL only from its Nth request. */
   admitAfter: number;
   maxEntries: number;
@@ -127,7 +131,7 @@ export function defaultConfig(): ProxyConfig {
     cache: {
       policy: 'standard',
       dir: defaultCacheDir(),
-      ttl: 300,
+      ttl: null,
       admitAfter: 1,
       maxEntries: 10_000,
       maxSizeMB: 1024,
@@ -186,7 +190,7 @@ export function resolveConfig(input: unknown, base: ProxyConfig = defaultConfig(
     cache: {
       policy: v.oneOf('cache.policy', cacheSrc.policy, base.cache.policy, CACHE_POLICIES),
       dir: v.nullableStr('cache.dir', cacheSrc.dir, base.cache.dir, () => null),
-      ttl: v.num('cache.ttl', cacheSrc.ttl, base.cache.ttl, 0, 10 * 365 * 86_400),
+      ttl: v.nullableNum('cache.ttl', cacheSrc.ttl, base.cache.ttl, 0, 10 * 365 * 86_400),
       admitAfter: v.int('cache.admitAfter', cacheSrc.admitAfter, base.cache.admitAfter, 1, 1_000_000),
       maxEntries: v.int('cache.maxEntries', cacheSrc.maxEntries, base.cache.maxEntries, 1, 100_000_000),
       maxSizeMB: v.num('cache.maxSizeMB', cacheSrc.maxSizeMB, base.cache.maxSizeMB, 0.001, 16 * 1024 * 1024),
@@ -282,6 +286,15 @@ class Validator {
       return fallback;
     }
     return n;
+  }
+
+  /** A number, or null (also from an empty string) for "not set". */
+  nullableNum(name: string, value: unknown, fallback: number | null, min: number, max: number): number | null {
+    if (value === undefined) return fallback;
+    if (value === null || value === '') return null;
+    const before = this.problems.length;
+    const n = this.num(name, value, 0, min, max);
+    return this.problems.length > before ? fallback : n;
   }
 
   int(name: string, value: unknown, fallback: number, min: number, max: number): number {

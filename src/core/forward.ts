@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, InformationEvent, ServerResponse } from 'node:http';
 import { ProxyError, type Exchange, type Origin, type RequestHandler } from './exchange';
 import { forwardResponseHeaders, requestHasBody } from './headers';
 
@@ -20,6 +20,30 @@ export function countBytes(res: ServerResponse, n: number): void {
 /** Body bytes counted so far for a response. */
 export function bodyBytes(res: ServerResponse): number {
   return (res as CountedResponse)[BODY_BYTES] ?? 0;
+}
+
+/**
+ * Passes an interim (1xx) origin response on to the client as it arrives (RFC 9110 §15.2),
+ * before the final one; nothing stores it. Not to HTTP/1.0 clients, which cannot read one.
+ */
+export function forwardInterim(res: ServerResponse, info: InformationEvent): void {
+  if (res.headersSent || res.destroyed || res.req?.httpVersion === '1.0') return;
+  if (info.statusCode === 100) res.writeContinue();
+  else if (info.statusCode === 102) res.writeProcessing();
+  else if (info.statusCode === 103) {
+    const hints: Record<string, string | string[]> = {};
+    const fields = forwardResponseHeaders(info.rawHeaders, info.httpVersion, VIA_NAME);
+    for (let i = 0; i < fields.length; i += 2) {
+      const name = fields[i].toLowerCase();
+      const prev = hints[name];
+      hints[name] = prev === undefined ? fields[i + 1] : ([] as string[]).concat(prev, fields[i + 1]);
+    }
+    try {
+      res.writeEarlyHints(hints);
+    } catch {
+      // A Link value Node will not write: the hints are only hints.
+    }
+  }
 }
 
 /** Responses to these carry no body whatever their headers say. */

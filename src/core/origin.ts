@@ -4,6 +4,7 @@ import * as net from 'node:net';
 import { Readable } from 'node:stream';
 import type { ProxyConfig } from './config';
 import { ProxyError, type Origin, type UpstreamRequest } from './exchange';
+import { forwardInterim } from './forward';
 import { NoProxyList } from './noProxy';
 import { QuickConnections } from './quickForward';
 import { UpstreamTunnelAgent } from './tls/tunnelAgent';
@@ -139,6 +140,7 @@ export class OriginClient implements Origin {
         };
         clientRes.once('close', onClientClose);
         req.once('close', () => clientRes.removeListener('close', onClientClose));
+        req.on('information', (info) => forwardInterim(clientRes, info));
       }
       let settled = false;
       req.setTimeout(this.timeoutMs, () => {

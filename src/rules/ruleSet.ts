@@ -152,7 +152,8 @@ export class RuleSet {
 /** The cache settings one request gets: the global ones, with what its rule sets laid over them. */
 export interface RequestCacheSettings {
   policy: CachePolicyName | 'immutable';
-  ttl: number;
+  /** Null: not set (the RFC heuristic applies; `always` uses its default lifetime). */
+  ttl: number | null;
   admitAfter: number;
   maxObjectSizeMB: number;
   serveStaleIfOffline: boolean;

@@ -205,7 +205,11 @@ export async function startCaseOrigin(): Promise<CaseOrigin> {
 
 /** One origin and one proxy for a test; both closed afterwards. */
 export async function withProxy(input: ConfigInput, fn: (origin: CaseOrigin, proxy: TestProxy) => Promise<void>): Promise<void> {
-  const origin = await startCaseOrigin();
+  return withOriginAndProxy(await startCaseOrigin(), input, fn);
+}
+
+/** A proxy for a test in front of the given origin; both closed afterwards. */
+export async function withOriginAndProxy<O extends TestOrigin>(origin: O, input: ConfigInput, fn: (origin: O, proxy: TestProxy) => Promise<void>): Promise<void> {
   const proxy = await startTestProxy(input);
   try {
     await fn(origin, proxy);
