@@ -5,6 +5,7 @@ import type { CommandGroup, ExtensionParts } from './commands/command';
 import { harCommands } from './commands/harCommands';
 import { proxyCommands } from './commands/proxyCommands';
 import { treeCommands } from './commands/treeCommands';
+import { trustCommands } from './commands/trust';
 import { Disposable } from './dispose';
 import { ProxyLifecycle } from './lifecycle';
 import { UserOutput, type LogLine, type ShownNotification } from './output';
@@ -14,7 +15,7 @@ import type { ExtensionSettings } from './settings';
 export type { LogLine, ShownNotification } from './output';
 
 /** The command groups under commands/, one file each. */
-const COMMAND_GROUPS: CommandGroup[] = [proxyCommands, treeCommands, harCommands];
+const COMMAND_GROUPS: CommandGroup[] = [proxyCommands, treeCommands, harCommands, trustCommands];
 
 /** What activate() returns: what the user sees, for other extensions and for this one's tests. */
 export interface CachingProxyApi {

@@ -3,6 +3,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { eventLevel, formatEvent, type ProxyEvent } from '../core/events';
+import { CA_BUNDLE_FILE, CA_FILE, CLIENT_REJECTED_CA } from '../core/tls/names';
 import { Disposable, toDisposable } from './dispose';
 import type { UserOutput } from './output';
 import { ProxyController, type ProxyStartError, type ProxyRequestError } from './proxyController';
@@ -93,10 +94,15 @@ export class ProxyLifecycle extends Disposable {
     return path.join(this.context.globalStorageUri.fsPath, 'cache');
   }
 
+  /** The local CA for HTTPS interception lives in the extension's global storage. */
+  get caDir(): string {
+    return path.join(this.context.globalStorageUri.fsPath, 'ca');
+  }
+
   /** Reads the settings; on a bad value tells the user and returns null (callers keep the last good ones). */
   private tryReadSettings(): ExtensionSettings | null {
     try {
-      return readSettings(vscode.workspace.getConfiguration(SECTION), { trusted: vscode.workspace.isTrusted, defaultCacheDir: this.defaultCacheDir() });
+      return readSettings(vscode.workspace.getConfiguration(SECTION), { trusted: vscode.workspace.isTrusted, defaultCacheDir: this.defaultCacheDir(), caDir: this.caDir });
     } catch (err) {
       if (!(err instanceof SettingsError)) throw err;
       const kept = this.controller.state === 'running' ? ' The proxy keeps running with the previous settings.' : '';
@@ -201,7 +207,9 @@ export class ProxyLifecycle extends Disposable {
   private updateTerminalEnv(): void {
     const address = this.controller.address;
     if (this.controller.state === 'running' && address && this.current?.injectEnv !== false) {
-      this.terminal.apply(address.url, this.current?.config.noProxy ?? []);
+      const https = this.current?.config.https;
+      const ca = https && https.intercept.length > 0 ? { cert: path.join(https.caDir, CA_FILE), bundle: path.join(https.caDir, CA_BUNDLE_FILE) } : null;
+      this.terminal.apply(address.url, this.current?.config.noProxy ?? [], ca);
     } else {
       this.terminal.clear();
     }
@@ -215,6 +223,7 @@ export class ProxyLifecycle extends Disposable {
       if (e.type === 'listening' || e.type === 'closed') continue; // the extension logs start/stop itself
       this.output.log(eventLevel(e), formatEvent(e));
       // Notices are rare, once-only conditions (cache dir not writable, disk full): worth a toast.
+      if (e.type === 'error' && e.code === CLIENT_REJECTED_CA) this.hintUntrustedCa(e.url ?? '');
       if (e.type === 'notice' && (e.level === 'warn' || e.level === 'error')) {
         void this.output.notify(e.level === 'error' ? 'error' : 'warning', `Caching Proxy: ${e.message}`, 'Show Log').then((c) => {
           if (c) this.output.showLog();
@@ -222,6 +231,21 @@ export class ProxyLifecycle extends Disposable {
       }
     }
     if (dropped > 0) this.output.log('warn', `${dropped} events not shown: too many at once`);
+  }
+
+  private hintedUntrustedCa = false;
+
+  /** A client refused our certificate: say once per session how to trust the CA. */
+  private hintUntrustedCa(target: string): void {
+    if (this.hintedUntrustedCa) return;
+    this.hintedUntrustedCa = true;
+    const host = target.replace(/:\d+$/, '');
+    void this.output
+      .notify('warning', `Caching Proxy: a client rejected the HTTPS certificate for ${host}: it does not trust the proxy's local CA yet.`, 'Trust HTTPS Certificate…', 'Show Log')
+      .then((choice) => {
+        if (choice === 'Trust HTTPS Certificate…') void vscode.commands.executeCommand('cachingProxy.trustCertificate');
+        if (choice === 'Show Log') this.output.showLog();
+      });
   }
 
   /** The hit count in the status bar follows events, at most a few times a second. */

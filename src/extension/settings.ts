@@ -4,8 +4,8 @@ import { ConfigError, resolveConfig, type ProxyConfig } from '../core/config';
 
 export const SECTION = 'cachingProxy';
 
-/** Settings a workspace must not choose in an untrusted folder (they could expose or redirect traffic). */
-export const RESTRICTED_KEYS = ['host', 'upstreamProxy', 'allowedHosts'] as const;
+/** Settings a workspace must not choose in an untrusted folder (they could expose, redirect or decrypt traffic). */
+export const RESTRICTED_KEYS = ['host', 'upstreamProxy', 'allowedHosts', 'https.intercept'] as const;
 
 export interface ExtensionSettings {
   config: ProxyConfig;
@@ -32,7 +32,7 @@ type Inspectable = Pick<vscode.WorkspaceConfiguration, 'get' | 'inspect'>;
  * values of the restricted keys are ignored (user values and defaults still apply).
  * Throws SettingsError naming each bad setting.
  */
-export function readSettings(cfg: Inspectable, options: { trusted: boolean; defaultCacheDir: string }): ExtensionSettings {
+export function readSettings(cfg: Inspectable, options: { trusted: boolean; defaultCacheDir: string; caDir?: string }): ExtensionSettings {
   const get = <T>(key: string): T | undefined => {
     if (!options.trusted && (RESTRICTED_KEYS as readonly string[]).includes(key)) {
       const i = cfg.inspect<T>(key);
@@ -68,6 +68,11 @@ export function readSettings(cfg: Inspectable, options: { trusted: boolean; defa
     },
     rules: get<unknown>('rules'),
     presets: get<unknown>('presets'),
+    https: {
+      intercept: get<string[]>('https.intercept'),
+      tunnel: get<string[]>('https.tunnel'),
+      caDir: options.caDir,
+    },
   };
   let config: ProxyConfig;
   try {

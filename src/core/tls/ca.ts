@@ -5,11 +5,9 @@ import * as path from 'node:path';
 import * as tls from 'node:tls';
 import type { webcrypto } from 'node:crypto';
 import { ProxyError } from '../exchange';
+import { CA_BUNDLE_FILE, CA_FILE, CA_KEY_FILE } from './names';
 import { generateKeys, importPrivateKeyPem, KEY_ALGORITHM, privateKeyPem, randomSerial, x509 } from './x509';
 
-export const CA_FILE = 'ca.pem';
-export const CA_KEY_FILE = 'ca-key.pem';
-export const CA_BUNDLE_FILE = 'ca-bundle.pem';
 /** Debian's (and most Linux distributions') system trust store, added to the bundle when present. */
 const SYSTEM_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
 const CA_YEARS = 10;

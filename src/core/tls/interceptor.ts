@@ -8,6 +8,7 @@ import { NoProxyList } from '../noProxy';
 import type { ConnectTarget } from '../target';
 import { loadOrCreateCa, type LocalCa } from './ca';
 import { LeafCertificates } from './leaves';
+import { CLIENT_REJECTED_CA } from './names';
 
 /** The TLS alerts a client sends when it does not trust the certificate it was shown. */
 const REJECTED_CERTIFICATE = new Set([
@@ -16,8 +17,6 @@ const REJECTED_CERTIFICATE = new Set([
   'ERR_SSL_SSLV3_ALERT_CERTIFICATE_UNKNOWN',
   'ERR_SSL_TLSV1_ALERT_DECRYPT_ERROR',
 ]);
-/** The event code of a client rejecting our certificate: the extension hints at trusting the CA when it sees it. */
-export const CLIENT_REJECTED_CA = 'CLIENT_REJECTED_CA';
 const HTTP_METHOD = /^[A-Z]{3,10} \S/;
 
 /**
