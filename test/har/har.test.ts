@@ -6,7 +6,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import type { AddressInfo } from 'node:net';
-import { viaProxy, waitFor } from '../helpers/net';
+import { curl, startTestProxy, viaProxy, waitFor } from '../helpers/net';
+import { startHttpsOrigin, TestCa } from '../helpers/tls';
 import { runCli, startCliProxy, type CliProxy } from '../helpers/processes';
 import { harSchemaErrors } from './schema';
 
@@ -282,6 +283,40 @@ describe('HAR: export, import, record, replay', () => {
     assert.deepEqual(listing(cacheDir), before, 'not one file of the cache changed');
   });
 
+  test('bodies over --record-max-body-mb are cut and say so; a cut request body still replays by its digest, a cut response does not', async () => {
+    const rec = path.join(dir, 'limits.har');
+    const big = 'z'.repeat(5000);
+    const proxy = await startCliProxy(['--memory-only', '--record', rec, '--record-max-body-mb', '0.002', '--quiet']);
+    try {
+      assert.equal((await viaProxy(proxy.port, origin.url + '/orders', { method: 'POST', body: big })).status, 201);
+      assert.equal((await viaProxy(proxy.port, origin.url + '/bin')).body.length, BINARY.length);
+      assert.equal((await viaProxy(proxy.port, origin.url + '/orders', { method: 'POST', body: 'small' })).status, 201);
+    } finally {
+      await proxy.stop();
+    }
+    const har = readHar(rec);
+    assert.deepEqual(harSchemaErrors(har), []);
+    const [post, , small] = har.log.entries;
+    assert.equal(post._cachingProxy?.requestBodyTruncated, true);
+    assert.ok((post.request.postData?.text ?? '').length < big.length, 'over the limit: the body is cut');
+    assert.match(String(post._cachingProxy?.requestBodySha256), /^[0-9a-f]{64}$/);
+    // The 2 KiB limit cuts the 5,000-byte JSON answer of the big POST, not the 300-byte binary.
+    assert.equal(post._cachingProxy?.responseBodyTruncated, true);
+    assert.equal(small._cachingProxy?.requestBodyTruncated, undefined);
+
+    const imported = await runCli(['import-har', rec, '--cache-dir', path.join(dir, 'limits-cache')]);
+    assert.match(imported.stdout, /1 of 3 entries stored/);
+    const replay = await startCliProxy(['--memory-only', '--policy', 'replay', '--replay', rec, '--quiet']);
+    try {
+      const again = await viaProxy(replay.port, origin.url + '/orders', { method: 'POST', body: big });
+      assert.equal(again.status, 502, 'matched by the digest of the whole body, but its response was cut');
+      assert.match(again.text, /cannot be replayed: the body was cut when it was recorded/);
+      assert.equal(JSON.parse((await viaProxy(replay.port, origin.url + '/orders', { method: 'POST', body: 'small' })).text).received, 'small');
+    } finally {
+      await replay.stop();
+    }
+  });
+
   test('a recording cut by SIGKILL mid-traffic is still a valid HAR that imports', async () => {
     const rec = path.join(dir, 'killed.har');
     const proxy: CliProxy = await startCliProxy(['--memory-only', '--record', rec, '--quiet']);
@@ -321,3 +356,33 @@ function listing(root: string): string[] {
   return out.sort();
 }
 
+
+describe('HAR: intercepted HTTPS', () => {
+  test('exchanges of an intercepted host are recorded with their https:// URLs; plain tunnels pass unrecorded', async () => {
+    const testCa = new TestCa();
+    const origin = await startHttpsOrigin(testCa.leaf('DNS:localhost,IP:127.0.0.1'), (req, res) => {
+      res.writeHead(200, { 'cache-control': 'max-age=300', 'content-type': 'text/plain' });
+      res.end(`secure ${req.url}`);
+    });
+    const dir = tmp();
+    const rec = path.join(dir, 'https.har');
+    const caDir = path.join(dir, 'ca');
+    const p = await startTestProxy({ https: { intercept: ['localhost'], caDir, upstreamCa: testCa.certPath }, har: { record: rec } });
+    try {
+      const seen = await curl(['-s', '--cacert', path.join(caDir, 'ca.pem'), '-x', p.url, `https://localhost:${origin.port}/secret-page`]);
+      assert.equal(seen.stdout, 'secure /secret-page', seen.stderr);
+      // 127.0.0.1 is not intercepted: a tunnel, encrypted end to end.
+      const tunnelled = await curl(['-s', '--cacert', testCa.certPath, '-x', p.url, `https://127.0.0.1:${origin.port}/tunnelled`]);
+      assert.equal(tunnelled.stdout, 'secure /tunnelled', tunnelled.stderr);
+    } finally {
+      await p.close();
+      await origin.close();
+    }
+    const har = readHar(rec);
+    assert.deepEqual(harSchemaErrors(har), []);
+    assert.deepEqual(
+      har.log.entries.map((e) => [e.request.url, e.response.content.text]),
+      [[`https://localhost:${origin.port}/secret-page`, 'secure /secret-page']],
+    );
+  });
+});
