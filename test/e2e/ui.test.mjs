@@ -190,6 +190,27 @@ test('Purge from the context menu removes the URL; the next request goes to the 
   await screenshot('purged');
 });
 
+test('Start Recording: the save dialog, the status bar shows recording, Stop Recording names the count and the file', async () => {
+  await runCommand('Caching Proxy: Start Recording');
+  // The save dialog proposes recording-<time>.har in the workspace folder: accept it.
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible' });
+  assert.match(await input.inputValue(), /recording-[\d-T]+\.har$/);
+  await page.keyboard.press('Enter');
+  await page.locator('.notifications-toasts .notification-toast', { hasText: 'recording every exchange to' }).waitFor();
+  await statusItem('recording').waitFor();
+  await screenshot('recording');
+  for (const p of ['/recorded-1.txt', '/recorded-2.json']) assert.equal((await curl(['-x', `http://127.0.0.1:${firstPort}`, `${originUrl}${p}`])).code, 0);
+  await runCommand('Caching Proxy: Stop Recording');
+  const toast = page.locator('.notifications-toasts .notification-toast', { hasText: 'recorded 2 exchanges to' });
+  await toast.waitFor();
+  const file = /recorded 2 exchanges to (\S+\.har)\./.exec(await toast.innerText())?.[1];
+  assert.ok(file?.startsWith(server.dirs.workspace), file);
+  const har = JSON.parse(await readFile(file, 'utf8'));
+  assert.deepEqual(har.log.entries.map((e) => new URL(e.request.url).pathname), ['/recorded-1.txt', '/recorded-2.json']);
+  assert.equal(await statusItem('recording').count(), 0);
+});
+
 test('changing cachingProxy.port in the Settings editor moves the proxy', async () => {
   secondPort = await freePort();
   await runCommand('Preferences: Open Settings (UI)');
