@@ -30,8 +30,8 @@ Usage: caching-proxy [options]
   --ttl S                  freshness for responses without explicit freshness (default: none, only the
                            RFC 9111 heuristic); the lifetime of everything under --policy always (default 300)
   --admit-after N          store a URL only from its Nth request (default 1)
-  --max-entries N          most entries kept (default 10000)
-  --max-size-mb N          disk tier size (default 1024)
+  --max-entries N          most entries kept (default 0: no count, the size bounds the cache)
+  --max-size-mb N          cache size (default 10240, at most half the free disk space)
   --max-memory-mb N        memory tier size (default 64)
   --max-object-size-mb N   larger responses pass through unstored (default 256)
   --exclude-content-types L  comma-separated types never stored, e.g. "video/*,application/zip"

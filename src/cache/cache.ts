@@ -120,7 +120,7 @@ export class Cache implements HttpCache {
     const h = ex.req.headers;
     const reqcc = parseCacheControl(h['cache-control']);
     const onlyIfCached = reqcc.has('only-if-cached');
-    const key = this.store.keyFor(href, h);
+    const key = await this.store.resolveKey(href, h);
     const entry = await this.lookup(key);
 
     if (entry === null) {
@@ -165,9 +165,7 @@ export class Cache implements HttpCache {
 
   /** The stored entry for a key with its metadata loaded, or null. */
   private async lookup(key: string): Promise<Entry | null> {
-    const entry = this.store.get(key);
-    if (entry === undefined) return null;
-    return (await this.store.load(entry)) ? entry : null;
+    return (await this.store.find(key)) ?? null;
   }
 
   /** Nothing usable stored: join a fetch under way for the key, or fetch. */
@@ -177,8 +175,8 @@ export class Cache implements HttpCache {
     if (running) {
       // Join: someone is already fetching this; wait for it and answer from what it stored.
       await this.fills.join(running, href, key);
-      const entry = this.store.get(this.store.keyFor(href, ex.req.headers));
-      if (entry && (await this.store.load(entry))) {
+      const entry = await this.store.find(await this.store.resolveKey(href, ex.req.headers));
+      if (entry) {
         this.report.hits++;
         return this.answers.serve(ex, entry, cacheStatus({ fwd, collapsed: true }), false);
       }
@@ -240,7 +238,7 @@ export class Cache implements HttpCache {
     if (ex.method !== 'GET' && ex.method !== 'HEAD') {
       return gatewayTimeout(ex, offline, `offline: the cache policy is "offline", so ${ex.method} requests cannot reach ${ex.url.host}`);
     }
-    const entry = await this.lookup(this.store.keyFor(ex.url.href, ex.req.headers));
+    const entry = await this.lookup(await this.store.resolveKey(ex.url.href, ex.req.headers));
     if (entry) {
       if (!isFresh(entry)) this.report.event('served-stale', entry.url, { key: entry.key, reason: 'offline', status: entry.status });
       return this.answers.serve(ex, entry, cacheStatus({ hit: true, ttl: ttlSeconds(entry), detail: 'offline' }));
@@ -251,8 +249,8 @@ export class Cache implements HttpCache {
 
   // ---------------------------------------------------------------- operations for the UI
 
-  list(): CacheEntrySummary[] {
-    return listEntries(this.store);
+  list(limit?: number): Promise<CacheEntrySummary[]> {
+    return listEntries(this.store, limit);
   }
 
   read(key: string): Promise<StoredResponse | null> {
@@ -276,10 +274,10 @@ export class Cache implements HttpCache {
   }
 
   async revalidate(key: string): Promise<CacheEntrySummary | null> {
-    const entry = this.store.peek(key);
+    const entry = await this.store.find(key, false);
     if (!entry) return null;
     await this.revalidation.background(entry);
-    const now = this.store.peek(key);
+    const now = await this.store.find(key, false);
     return now ? summarise(now) : null;
   }
 

@@ -1,5 +1,5 @@
 import type { QuickAnswer } from '../core/exchange';
-import type { IndexRecord } from './disk';
+import type { IndexRecord } from './entryMeta';
 import { viewPolicy, type Policy } from './semantics';
 
 /** What the hot path needs of an entry once its metadata is loaded. */

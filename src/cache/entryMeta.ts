@@ -28,6 +28,9 @@ export interface EntryMeta extends IndexRecord {
   /** Response headers as prepared for hits (no Age, Date, Cache-Status). */
   raw: string[];
   policy: CachePolicy.CachePolicyObject;
+  /** A vary marker (see store.ts), not a response: the URL's Vary fields and the keys of its stored variants. */
+  marker?: boolean;
+  variants?: string[];
 }
 
 export class CorruptEntryError extends Error {

@@ -1,5 +1,7 @@
 import { responseHasNoBody } from '../core/forward';
-import { hashKey, type BodyWriter, type IndexRecord } from './disk';
+import type { IndexRecord } from './entryMeta';
+import { hashKey } from './store/keyIndex';
+import type { StoreWriter } from './store/writer';
 import type { Entry } from './entry';
 import { rawHeader } from './headers';
 import { freshUntil, type Policy } from './semantics';
@@ -27,7 +29,7 @@ export type WriteOutcome = Entry | 'too-large' | 'disk-error' | 'no-capacity' | 
  * over the object limit leaves nothing behind.
  */
 export class EntryWriter {
-  private file: BodyWriter | null;
+  private file: StoreWriter | null;
   private chunks: Buffer[] | null;
   private size = 0;
   private tooLarge = false;

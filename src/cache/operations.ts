@@ -1,4 +1,4 @@
-import { CorruptEntryError } from './disk';
+import { CorruptEntryError } from './entryMeta';
 import { isFresh, ttlSeconds, type Entry } from './entry';
 import { rawHeader } from './headers';
 import type { CacheReport } from './report';
@@ -32,14 +32,13 @@ export function summarise(entry: Entry): CacheEntrySummary {
   };
 }
 
-export function listEntries(store: Store): CacheEntrySummary[] {
-  const out: CacheEntrySummary[] = [];
-  for (const entry of store.entries()) out.push(summarise(entry));
-  return out;
+/** Most recently used first; at most `limit` (the UI's default: LIST_LIMIT). */
+export async function listEntries(store: Store, limit?: number): Promise<CacheEntrySummary[]> {
+  return (await store.list(limit)).map(summarise);
 }
 
 export async function readEntry(store: Store, key: string): Promise<StoredResponse | null> {
-  const entry = store.peek(key);
+  const entry = await store.find(key, false);
   if (!entry) return null;
   const meta = await store.load(entry);
   if (!meta) return null;
@@ -60,7 +59,7 @@ export async function readEntry(store: Store, key: string): Promise<StoredRespon
 }
 
 export async function purgeEntry(store: Store, key: string): Promise<boolean> {
-  const entry = store.peek(key);
+  const entry = await store.find(key, false);
   if (!entry) return false;
   store.drop(entry, 'purged', 'purged');
   await store.flush();
@@ -69,20 +68,20 @@ export async function purgeEntry(store: Store, key: string): Promise<boolean> {
 
 export async function purgeHost(store: Store, host: string): Promise<number> {
   const wanted = host.toLowerCase();
-  let n = 0;
-  for (const entry of [...store.entries()]) {
-    const u = new URL(entry.url);
-    if (u.host === wanted || u.hostname === wanted) {
-      store.drop(entry, 'purged', `host ${host}`);
-      n++;
-    }
-  }
+  const n = await store.dropWhere(
+    (url) => {
+      const u = new URL(url);
+      return u.host === wanted || u.hostname === wanted;
+    },
+    'purged',
+    `host ${host}`,
+  );
   await store.flush();
   return n;
 }
 
 export async function purgeAll(store: Store, report: CacheReport): Promise<number> {
-  const n = store.dropAll();
+  const n = await store.dropAll();
   if (n) report.event('purged', '*', { reason: `all ${n} entries` });
   await store.flush();
   return n;

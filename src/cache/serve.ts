@@ -1,6 +1,6 @@
 import type { Exchange } from '../core/exchange';
 import { responseHasNoBody } from '../core/forward';
-import { CorruptEntryError } from './disk';
+import { CorruptEntryError } from './entryMeta';
 import { ageAt, type Entry, type LoadedMeta } from './entry';
 import { etagMatches, headerValue, rawHeader } from './headers';
 import type { CacheReport } from './report';

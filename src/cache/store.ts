@@ -1,16 +1,25 @@
 import type { FileHandle } from 'node:fs/promises';
+import * as fs from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import { LRUCache } from 'lru-cache';
 import type { CacheConfig } from '../core/config';
 import type { CacheAction } from '../core/events';
-import { CorruptEntryError, DiskStore, toRecord, type BodyWriter, type EntryMeta, type IndexRecord } from './disk';
+import { bodyDigestOf } from './digest';
+import { CorruptEntryError, type EntryMeta, type IndexRecord } from './entryMeta';
 import { loadMeta, type Entry, type LoadedMeta } from './entry';
 import type { CacheReport } from './report';
 import { plainKey, variantKey } from './rules';
 import { freshUntil, restorePolicy, storedRequestHeaders, storePolicy } from './semantics';
-import { bodyDigestOf } from './digest';
+import { EntryStore, hashKey } from './store/entryStore';
+import type { StoreWriter } from './store/writer';
 
 const MiB = 1024 * 1024;
+/** What a loaded entry's metadata costs in memory (policy objects, header arrays), on top of a body it holds. */
+const LOADED_META_BYTES = 4096;
+/** The size limit never takes more than this share of the disk's free space (plus what the store holds). */
+const FREE_DISK_SHARE = 0.5;
+/** The UI's list shows at most this many entries, most recently used first. */
+export const LIST_LIMIT = 10_000;
 
 /** The settings the store itself obeys: where and how much. */
 export type StoreLimits = Pick<CacheConfig, 'dir' | 'maxEntries' | 'maxSizeMB' | 'maxMemoryMB'>;
@@ -24,37 +33,60 @@ export interface NewEntry {
   requestHeaders: Record<string, string>;
   /** The body in memory, if it was small enough to collect. */
   body: Buffer | null;
-  /** Its temp file, if there is a disk tier. */
-  file: BodyWriter | null;
+  /** Its writer, if there is a disk tier. */
+  file: StoreWriter | null;
 }
 
+/** A URL whose responses vary: the request fields they vary on, and the keys of its stored variants. */
+interface VaryMarker {
+  vary: string[];
+  variants: string[];
+}
+type KnownVary = VaryMarker | { vary: null };
+interface VaryMemory {
+  get(href: string): KnownVary | undefined;
+  set(href: string, known: KnownVary): unknown;
+  delete(href: string): unknown;
+  clear(): void;
+}
+/** Vary markers kept in memory with a disk tier. */
+const KNOWN_VARY_MAX = 50_000;
+
 /**
- * The stored entries: an index of every entry (LRU by count and bytes) over a disk tier, and a
- * memory tier of hot bodies (LRU by bytes). Without a disk tier the index is the memory tier.
+ * The stored entries. With a disk tier, every entry lives in the disk store (store/entryStore.ts),
+ * which alone knows them all (LRU order and size limit included); memory holds only the
+ * entries in use (metadata, and bodies up to the memory share), least recently used out within
+ * maxMemoryMB. A URL whose responses Vary has a marker record under its plain key naming the
+ * fields and the variants. Without a disk tier, memory holds every entry (LRU by count and bytes).
  * Everything the cache stores, reads or removes goes through here.
  */
 export class Store {
-  private disk: DiskStore | null = null;
+  private disk: EntryStore | null = null;
   private diskWarned = false;
+  private limits: StoreLimits;
+  /** Memory only: every entry. With a disk tier: the entries loaded in memory. */
   private index!: LRUCache<string, Entry>;
-  /** Disk mode only: the entries whose bodies are held in memory, LRU by bytes. */
-  private hot: LRUCache<string, Entry> | null = null;
+  /** Loaded entries by the first 16 hex digits of their hash: the disk store names evicted entries so. */
+  private readonly byPrefix = new Map<string, Entry>();
   private share = 0;
-  /** URL -> request header names its responses vary on (from the latest stored one). */
-  private readonly varyByUrl = new Map<string, string[]>();
-  /** URL -> keys of its stored variants, for invalidation and purge. */
+  /** URL -> its vary marker ({ vary: null }: known not to vary): every stored URL in memory mode, the ones in use with a disk tier. */
+  private varyByUrl: VaryMemory = new Map();
+  /** Memory only: URL -> keys of its stored variants. */
   private readonly keysByUrl = new Map<string, Set<string>>();
+  /** Marker updates in order, per URL (two variants stored at once must both be listed). */
+  private readonly markerWrites = new Map<string, Promise<void>>();
   private readonly pendingWrites = new Set<Promise<unknown>>();
   private closed = false;
 
   constructor(
-    private limits: StoreLimits,
+    limits: StoreLimits,
     private readonly report: CacheReport,
   ) {
+    this.limits = limits;
     this.configure(limits, []);
   }
 
-  /** Opens the disk tier (if any) and lists what it holds. */
+  /** Opens the disk tier (if any): reads its index, nothing of the entries. */
   async open(): Promise<void> {
     await this.openDisk(this.limits.dir);
   }
@@ -71,78 +103,120 @@ export class Store {
   }
 
   get size(): number {
-    return this.index.size;
+    return this.disk ? this.disk.count : this.index.size;
   }
 
   get bytes(): number {
-    return this.index.calculatedSize ?? 0;
+    return this.disk ? this.disk.bytes : (this.index.calculatedSize ?? 0);
   }
 
   get memoryBytes(): number {
-    return this.hot ? (this.hot.calculatedSize ?? 0) : this.bytes;
+    return this.index.calculatedSize ?? 0;
   }
 
   // ---------------------------------------------------------------- finding entries
 
+  /** The key for a request from what is in memory (the synchronous fast paths); resolveKey asks the disk too. */
   keyFor(href: string, headers: IncomingHttpHeaders): string {
-    const vary = this.varyByUrl.get(href);
-    return vary ? variantKey(href, vary, headers) : plainKey(href);
+    const marker = this.varyByUrl.get(href);
+    return marker?.vary ? variantKey(href, marker.vary, headers) : plainKey(href);
+  }
+
+  /** The key for a request: the variant's, if the URL's responses vary (its marker read from disk if need be). */
+  async resolveKey(href: string, headers: IncomingHttpHeaders): Promise<string> {
+    const marker = await this.markerOf(href);
+    return marker ? variantKey(href, marker.vary, headers) : plainKey(href);
   }
 
   /** Some variant of the URL is stored. */
   hasUrl(href: string): boolean {
+    if (this.disk) return this.disk.has(hashKey(plainKey(href)));
     return this.keysByUrl.has(href);
   }
 
-  /** The entry for a key, marked as used. */
-  get(key: string): Entry | undefined {
-    return this.index.get(key);
+  /** The entry for a key with its metadata loaded, or undefined; `touch`: marked as used. */
+  async find(key: string, touch = true): Promise<Entry | undefined> {
+    const inMemory = touch ? this.index.get(key) : this.index.peek(key);
+    if (inMemory) {
+      if (touch) this.disk?.touch(inMemory.hash);
+      return inMemory;
+    }
+    if (!this.disk) return undefined;
+    const hash = hashKey(key);
+    const found = await this.readRecord(key, hash);
+    if (!found || isMarker(found.meta)) return undefined;
+    if (touch) this.disk.touch(hash);
+    return this.index.peek(key) ?? this.loaded(found.meta, found.body);
   }
 
-  /** The entry for a key, not marked as used. */
-  peek(key: string): Entry | undefined {
-    return this.index.peek(key);
+  /** An entry's record from disk; a damaged one is reported (and the disk store has removed it). */
+  private async readRecord(key: string, hash: string): Promise<{ meta: EntryMeta; body: Buffer | null } | null> {
+    try {
+      const found = await this.disk!.get(hash);
+      if (found && found.meta.key !== key) {
+        // The full hash matched, the key did not: damage.
+        this.disk!.remove(hash);
+        throw new CorruptEntryError('metadata belongs to another key');
+      }
+      return found;
+    } catch (err) {
+      const url = key.slice(key.indexOf(' ') + 1).split('\n')[0];
+      this.report.event('corrupt', url, { key, reason: err instanceof CorruptEntryError ? err.reason : String(err) });
+      return null;
+    }
+  }
+
+  /** A record read from disk, as an entry in memory. */
+  private loaded(meta: EntryMeta, body: Buffer | null): Entry {
+    const entry = this.entryFrom(meta, body);
+    this.remember(entry);
+    return entry;
+  }
+
+  /** An entry's metadata (always loaded with the entry; kept for its callers). */
+  async load(entry: Entry): Promise<LoadedMeta | null> {
+    return entry.meta;
   }
 
   /** A stored response that answers a plain request as it is: in memory, fresh, no policy evaluation needed. */
   freshInMemory(href: string, headers: IncomingHttpHeaders): Entry | null {
     const entry = this.index.get(this.keyFor(href, headers));
     if (entry === undefined || entry.body === null || entry.meta === null || !entry.meta.fastOk || Date.now() >= entry.freshUntil) return null;
-    this.hot?.get(entry.key);
+    this.disk?.touch(entry.hash);
     return entry;
   }
 
-  entries(): IterableIterator<Entry> {
-    return this.index.values();
+  /** Entries for the UI, most recently used first, at most `limit`. */
+  async list(limit = LIST_LIMIT): Promise<Entry[]> {
+    const out: Entry[] = [];
+    if (!this.disk) {
+      for (const e of this.index.values()) {
+        if (out.length >= limit) break;
+        out.push(e);
+      }
+      return out;
+    }
+    for await (const meta of this.disk.entries(Infinity)) {
+      if (out.length >= limit) break;
+      if (isMarker(meta)) continue;
+      out.push(this.index.peek(meta.key) ?? this.summaryEntry(meta));
+    }
+    return out;
   }
 
   // ---------------------------------------------------------------- loading
 
-  /** An entry's metadata, read from disk on first use after a restart; null (entry dropped) if unreadable. */
-  async load(entry: Entry): Promise<LoadedMeta | null> {
-    if (entry.meta) return entry.meta;
-    if (!this.disk) return null;
-    try {
-      const meta = await this.disk.readMeta(entry.hash);
-      if (meta.key !== entry.key) throw new CorruptEntryError('metadata belongs to another key');
-      const policy = restorePolicy(meta.policy);
-      entry.meta = loadMeta(policy, meta.statusMessage, meta.raw, storedRequestHeaders(meta.policy));
-      entry.freshUntil = freshUntil(policy);
-      return entry.meta;
-    } catch (err) {
-      this.drop(entry, 'corrupt', err instanceof CorruptEntryError ? err.reason : 'metadata unreadable');
-      return null;
-    }
-  }
-
   /** The body in memory, reading (and checking) it from disk if it is small enough to keep; null if it must be streamed. */
   async memoryBody(entry: Entry): Promise<Buffer | null> {
     if (entry.body) return entry.body;
-    if (!this.disk || entry.size > this.share) return null;
+    if (!this.disk) return null;
+    const inline = !this.disk.hasBodyFile(entry.hash);
+    if (!inline && entry.size > this.share) return null;
     const body = await this.disk.readBody(entry.hash, entry.digest, entry.size);
-    if (this.index.peek(entry.key) === entry && this.hot) {
+    if (entry.size <= this.share && this.index.peek(entry.key) === entry) {
       entry.body = body;
-      this.hot.set(entry.key, entry);
+      // Set again, so its size counts the body now.
+      this.index.set(entry.key, entry);
     }
     return body;
   }
@@ -162,33 +236,39 @@ export class Store {
 
   // ---------------------------------------------------------------- inserting
 
-  /** A temp file for a body on its way in, or null without a (writable) disk tier. */
-  newBodyFile(): BodyWriter | null {
-    if (!this.disk) return null;
-    try {
-      return this.disk.newWriter();
-    } catch (err) {
-      this.warnDisk(err);
-      return null;
-    }
+  /** A writer for a body on its way in, or null without a (writable) disk tier. */
+  newBodyFile(): StoreWriter | null {
+    return this.disk ? this.disk.newWriter() : null;
   }
 
   /**
-   * Publishes a complete response as an entry: its files first (body, then metadata), then the
-   * index. Resolves with the entry, or why it could not be kept.
+   * Publishes a complete response as an entry: on disk first (once that resolves it survives a
+   * crash), then in memory. Resolves with the entry, or why it could not be kept.
    */
   async insertNew(n: NewEntry): Promise<Entry | 'disk-error' | 'no-capacity' | 'closed'> {
     const { record, body, file } = n;
+    if (this.closed) {
+      file?.abort();
+      return 'closed';
+    }
     let onDisk = false;
-    if (file && this.disk) {
+    if (this.disk && file) {
+      if (record.size > this.capacity) {
+        file.abort();
+        return 'no-capacity';
+      }
+      const meta: EntryMeta = { ...record, v: 1, statusMessage: n.statusMessage, raw: n.raw, policy: storePolicy(n.policy) };
       try {
-        record.digest = await file.finish();
-        const meta: EntryMeta = { ...record, v: 1, statusMessage: n.statusMessage, raw: n.raw, policy: storePolicy(n.policy) };
-        await this.disk.commit(file, meta, record.size > this.share);
+        if (record.vary) await this.addVariant(record.url, record.vary, record.key);
+        await this.disk.commit(file, meta);
+        record.digest = meta.digest;
         onDisk = true;
       } catch (err) {
+        // Kept in memory only, while it fits there.
         this.warnDisk(err);
       }
+      if (!record.vary) this.varyByUrl.set(record.url, { vary: null });
+      else if (!onDisk) this.varyByUrl.set(record.url, { vary: record.vary, variants: [record.key] });
     }
     if (!onDisk && !body) return 'disk-error';
     if (!record.digest && body) record.digest = bodyDigestOf(body);
@@ -199,64 +279,176 @@ export class Store {
       onDisk,
     };
     if (this.closed) return 'closed';
-    if (!this.insert(entry)) {
-      if (onDisk && this.disk) this.track(this.disk.remove(record.hash));
-      return 'no-capacity';
-    }
+    if (!this.insert(entry)) return 'no-capacity';
     return entry;
   }
 
-  /** Writes an entry's changed metadata (after a 304) to its file. */
+  /** Writes an entry's changed metadata (after a 304). */
   saveMeta(entry: Entry): void {
-    if (!entry.onDisk || !this.disk || !entry.meta) return;
+    if (!this.disk || !entry.meta) return;
     const full: EntryMeta = { ...toRecord(entry), v: 1, statusMessage: entry.meta.statusMessage, raw: entry.meta.raw, policy: storePolicy(entry.meta.policy) };
     this.track(this.disk.writeMeta(full).catch((err) => this.warnDisk(err)));
   }
 
-  /** Lists an entry; false if the index could not keep it (larger than the whole store). */
+  /** Lists an entry; false if it could not be kept (larger than the whole store). */
   private insert(entry: Entry): boolean {
+    if (this.disk) {
+      this.remember(entry);
+      return entry.onDisk ? this.disk.has(entry.hash) : this.index.peek(entry.key) === entry;
+    }
     this.index.set(entry.key, entry);
     if (!this.index.has(entry.key)) return false;
     let keys = this.keysByUrl.get(entry.url);
     if (!keys) this.keysByUrl.set(entry.url, (keys = new Set()));
     keys.add(entry.key);
-    if (entry.vary) this.varyByUrl.set(entry.url, entry.vary);
-    else this.varyByUrl.delete(entry.url);
-    if (entry.body && this.hot) this.hot.set(entry.key, entry);
+    this.varyByUrl.set(entry.url, entry.vary ? { vary: entry.vary, variants: [...keys] } : { vary: null });
     return true;
+  }
+
+  /** Keeps a loaded entry in memory (disk mode). */
+  private remember(entry: Entry): void {
+    this.index.set(entry.key, entry);
+    if (this.index.peek(entry.key) === entry) this.byPrefix.set(entry.hash.slice(0, 16), entry);
+  }
+
+  private entryFrom(meta: EntryMeta, body: Buffer | null): Entry {
+    const policy = restorePolicy(meta.policy);
+    return {
+      ...toRecord(meta),
+      freshUntil: freshUntil(policy),
+      meta: loadMeta(policy, meta.statusMessage, meta.raw, storedRequestHeaders(meta.policy)),
+      body: body && body.length <= this.share ? Buffer.from(body) : null,
+      onDisk: true,
+    };
+  }
+
+  /** What the UI's list needs of an entry not in memory, without building its policy. */
+  private summaryEntry(meta: EntryMeta): Entry {
+    return { ...toRecord(meta), meta: { raw: meta.raw } as LoadedMeta, body: null, onDisk: true };
+  }
+
+  // ---------------------------------------------------------------- vary markers
+
+  private async markerOf(href: string): Promise<VaryMarker | null> {
+    const known = this.varyByUrl.get(href);
+    if (known) return known.vary ? (known as VaryMarker) : null;
+    if (!this.disk) return null;
+    const key = plainKey(href);
+    const found = await this.readRecord(key, hashKey(key));
+    const marker = found && isMarker(found.meta) ? { vary: found.meta.vary ?? [], variants: found.meta.variants ?? [] } : null;
+    this.varyByUrl.set(href, marker ?? { vary: null });
+    // Not a marker: the record is the URL's entry, which the lookup that follows wants.
+    if (found && !marker && !this.index.peek(key)) this.loaded(found.meta, found.body);
+    return marker;
+  }
+
+  /** Records a variant in its URL's marker, one update at a time per URL. */
+  private addVariant(href: string, vary: string[], key: string): Promise<void> {
+    const previous = this.markerWrites.get(href) ?? Promise.resolve();
+    const run = previous.then(async () => {
+      const current = await this.markerOf(href);
+      const variants = current ? current.variants.filter((k) => k !== key) : [];
+      variants.push(key);
+      const marker: VaryMarker = { vary, variants };
+      const pk = plainKey(href);
+      const meta = { v: 1, key: pk, hash: hashKey(pk), url: href, status: 0, size: 0, digest: '', storedAt: Date.now(), freshUntil: 0, hits: 0, vary, variants, marker: true, statusMessage: '', raw: [], policy: {} } as unknown as EntryMeta;
+      await this.disk!.put(meta, Buffer.alloc(0), null);
+      this.varyByUrl.set(href, marker);
+    });
+    const settled = run.catch(() => {});
+    this.markerWrites.set(href, settled);
+    void settled.then(() => {
+      if (this.markerWrites.get(href) === settled) this.markerWrites.delete(href);
+    });
+    return run;
   }
 
   // ---------------------------------------------------------------- removing
 
   drop(entry: Entry, action: CacheAction, reason: string): void {
-    if (this.index.peek(entry.key) === entry) this.index.delete(entry.key);
+    if (this.disk) {
+      this.forget(entry.key);
+      this.disk.remove(entry.hash);
+    } else if (this.index.peek(entry.key) === entry) this.index.delete(entry.key);
     this.report.event(action, entry.url, { key: entry.key, reason, size: entry.size, status: entry.status });
   }
 
+  private forget(key: string): void {
+    const loaded = this.index.peek(key);
+    if (loaded) this.index.delete(key);
+  }
+
   /** Drops every stored variant of a URL. */
-  dropUrl(href: string, action: CacheAction, reason: string): void {
-    const keys = this.keysByUrl.get(href);
-    if (!keys) return;
-    for (const key of [...keys]) {
-      const entry = this.index.peek(key);
+  async dropUrl(href: string, action: CacheAction, reason: string): Promise<void> {
+    if (!this.disk) {
+      const keys = this.keysByUrl.get(href);
+      if (!keys) return;
+      for (const key of [...keys]) {
+        const entry = this.index.peek(key);
+        if (entry) this.drop(entry, action, reason);
+      }
+      return;
+    }
+    const marker = await this.markerOf(href);
+    for (const key of marker ? marker.variants : [plainKey(href)]) {
+      const entry = await this.find(key, false);
       if (entry) this.drop(entry, action, reason);
+    }
+    if (marker) {
+      this.disk.remove(hashKey(plainKey(href)));
+      this.varyByUrl.delete(href);
     }
   }
 
-  dropAll(): number {
+  /** Removes the entries whose URL passes `test` (purge by host). */
+  async dropWhere(test: (url: string) => boolean, action: CacheAction, reason: string): Promise<number> {
+    let n = 0;
+    if (!this.disk) {
+      for (const entry of [...this.index.values()]) {
+        if (!test(entry.url)) continue;
+        this.drop(entry, action, reason);
+        n++;
+      }
+      return n;
+    }
+    for await (const meta of this.disk.entries(Infinity)) {
+      if (!test(meta.url)) continue;
+      this.forget(meta.key);
+      this.disk.remove(meta.hash);
+      if (isMarker(meta)) {
+        this.varyByUrl.delete(meta.url);
+        continue;
+      }
+      this.report.event(action, meta.url, { key: meta.key, reason, size: meta.size, status: meta.status });
+      n++;
+    }
+    return n;
+  }
+
+  async dropAll(): Promise<number> {
+    if (this.disk) {
+      const n = this.disk.count;
+      this.index.clear();
+      this.varyByUrl.clear();
+      await this.disk.clear();
+      return n;
+    }
     const n = this.index.size;
-    // clear() disposes every entry: its files are removed.
+    // clear() disposes every entry.
     this.index.clear();
-    this.hot?.clear();
     this.keysByUrl.clear();
     this.varyByUrl.clear();
     return n;
   }
 
-  /** An entry leaves the index: evicted (least recently used), dropped, or replaced. */
-  private evicted(entry: Entry, key: string, reason: LRUCache.DisposeReason): void {
-    this.hot?.delete(key);
-    if (reason === 'set') return; // Replaced by a new entry for the key, which owns the files now.
+  /** Memory mode: an entry leaves the index (evicted, dropped, or replaced). Disk mode: it only leaves memory. */
+  private leftMemory(entry: Entry, key: string, reason: LRUCache.DisposeReason): void {
+    if (this.disk) {
+      const prefix = entry.hash.slice(0, 16);
+      if (this.byPrefix.get(prefix) === entry) this.byPrefix.delete(prefix);
+      return;
+    }
+    if (reason === 'set') return; // Replaced by a new entry for the key.
     const keys = this.keysByUrl.get(entry.url);
     if (keys) {
       keys.delete(key);
@@ -265,93 +457,106 @@ export class Store {
         this.varyByUrl.delete(entry.url);
       }
     }
-    if (entry.onDisk && this.disk) this.track(this.disk.remove(entry.hash));
     if (reason === 'evict') this.report.event('evicted', entry.url, { key, reason: 'lru', size: entry.size, status: entry.status });
+  }
+
+  /** The disk store removed an entry to stay within the size limit. */
+  private evictedFromDisk(prefix: string): void {
+    const entry = this.byPrefix.get(prefix);
+    if (!entry) return;
+    this.byPrefix.delete(prefix);
+    if (this.index.peek(entry.key) === entry) this.index.delete(entry.key);
+    this.report.event('evicted', entry.url, { key: entry.key, reason: 'lru', size: entry.size, status: entry.status });
   }
 
   // ---------------------------------------------------------------- limits, flushing, closing
 
-  /** (Re)builds both LRUs for new limits, keeping entries (least recent first, so order survives). */
+  /** (Re)builds the memory LRU for new limits, keeping entries (least recent first, so order survives). */
   private configure(limits: StoreLimits, carry: Entry[]): void {
     this.limits = limits;
     const diskMode = this.disk !== null;
     const memoryBytes = Math.floor(limits.maxMemoryMB * MiB);
     this.share = diskMode ? Math.floor(memoryBytes / 8) : Math.min(memoryBytes, this.capacity);
-    this.index = new LRUCache<string, Entry>({
-      max: limits.maxEntries,
-      maxSize: Math.max(1, this.capacity),
-      sizeCalculation: (e) => Math.max(1, e.size),
-      dispose: (entry, key, reason) => this.evicted(entry, key, reason),
-    });
-    this.hot =
-      diskMode && memoryBytes > 0
-        ? new LRUCache<string, Entry>({
-            maxSize: memoryBytes,
+    this.varyByUrl = diskMode ? new LRUCache<string, KnownVary>({ max: KNOWN_VARY_MAX }) : new Map();
+    this.index = new LRUCache<string, Entry>(
+      diskMode
+        ? {
+            maxSize: Math.max(1, memoryBytes),
+            sizeCalculation: (e) => LOADED_META_BYTES + (e.body ? e.body.length : 0),
+            dispose: (entry, key, reason) => this.leftMemory(entry, key, reason),
+          }
+        : {
+            max: limits.maxEntries > 0 ? limits.maxEntries : undefined,
+            maxSize: Math.max(1, this.capacity),
             sizeCalculation: (e) => Math.max(1, e.size),
-            dispose: (entry, key, reason) => {
-              // Still listed and on disk; only the memory copy goes.
-              if (entry.onDisk) entry.body = null;
-              // Held only here (its disk write failed): out of memory means out of the cache.
-              else if (reason === 'evict') queueMicrotask(() => {
-                if (this.index.peek(key) === entry) this.index.delete(key);
-              });
-            },
-          })
-        : null;
+            dispose: (entry, key, reason) => this.leftMemory(entry, key, reason),
+          },
+    );
+    this.disk?.setLimits(this.effectiveMaxBytes(), limits.maxEntries);
     for (const entry of carry) {
       if (!diskMode && entry.body === null) continue;
-      if (entry.body && entry.size > this.share && entry.onDisk) entry.body = null;
+      if (entry.body && entry.size > this.share && diskMode) entry.body = null;
       this.insert(entry);
     }
   }
 
+  /** maxSizeMB, but never more than a share of the free disk (what the store holds counts as free). */
+  private effectiveMaxBytes(): number {
+    const configured = Math.floor(this.limits.maxSizeMB * MiB);
+    if (!this.disk) return configured;
+    try {
+      const s = fs.statfsSync(this.disk.dir);
+      const allowed = Math.floor((s.bavail * s.bsize + this.disk.bytes) * FREE_DISK_SHARE);
+      if (allowed < configured) {
+        this.report.notice('info', `cache: size limit ${Math.round(allowed / MiB)} MiB, half of the free disk space (maxSizeMB is ${this.limits.maxSizeMB})`);
+        return allowed;
+      }
+    } catch {
+      // statfs unavailable: the configured limit.
+    }
+    return configured;
+  }
+
   /** Applies new limits without losing entries; a new directory moves to that directory's store. */
   async reconfigure(limits: StoreLimits): Promise<void> {
-    const entries = this.oldestFirst();
     if (limits.dir !== this.limits.dir) {
       await this.flush();
-      if (this.disk) await this.disk.saveIndex(entries.filter((e) => e.onDisk).map(toRecord)).catch(() => {});
+      await this.disk?.close().catch(() => {});
       this.diskWarned = false;
       this.limits = limits;
-      this.varyByUrl.clear();
       this.keysByUrl.clear();
+      this.varyByUrl.clear();
+      this.byPrefix.clear();
       await this.openDisk(limits.dir);
       return;
     }
-    // Dropping the old LRUs without clear(): their entries live on in the new ones.
-    this.varyByUrl.clear();
+    const entries = this.oldestFirst();
+    // Dropping the old LRU without clear(): its entries live on in the new one.
     this.keysByUrl.clear();
+    this.varyByUrl.clear();
+    this.byPrefix.clear();
     this.configure(limits, entries);
   }
 
   private async openDisk(dir: string | null): Promise<void> {
     this.disk = null;
-    if (!dir) {
-      this.configure(this.limits, []);
-      return;
-    }
-    const started = performance.now();
-    let records: IndexRecord[] = [];
-    let fromIndex = false;
-    try {
-      const opened = await DiskStore.open(dir);
-      this.disk = opened.store;
-      records = opened.records;
-      fromIndex = opened.fromIndex;
-    } catch (err) {
-      this.warnDisk(err, dir);
+    if (dir) {
+      try {
+        this.disk = await EntryStore.open(dir, {
+          maxBytes: Math.floor(this.limits.maxSizeMB * MiB),
+          maxEntries: this.limits.maxEntries,
+          onEvict: (prefix) => this.evictedFromDisk(prefix),
+          onMigrated: (n) => this.report.notice('info', `cache: ${n} entries of the previous cache layout in ${dir} migrated`),
+        });
+      } catch (err) {
+        this.warnDisk(err, dir);
+      }
     }
     this.configure(this.limits, []);
-    for (const r of records) {
-      // Completed in place: 100,000 copies would cost more than the reading.
-      const entry = r as Entry;
-      entry.meta = null;
-      entry.body = null;
-      entry.onDisk = true;
-      this.insert(entry);
-    }
-    if (records.length) {
-      this.report.notice('info', `cache: ${this.index.size} entries loaded from ${dir} in ${Math.round(performance.now() - started)} ms${fromIndex ? '' : ' (metadata scan)'}`);
+    const r = this.disk?.report;
+    if (r && (r.entries || r.migrating)) {
+      const how = r.fromSnapshot ? (r.journalRecords ? `snapshot and ${r.journalRecords} journal records` : 'snapshot') : `journal of ${r.journalRecords} records`;
+      this.report.notice('info', `cache: ${r.entries} entries in ${dir}, index read in ${Math.round(r.ms)} ms (${how})${r.migrating ? '; migrating the previous layout in the background' : ''}`);
     }
   }
 
@@ -373,6 +578,7 @@ export class Store {
   /** Resolves once every write in progress (and any they started) is done. */
   async flush(): Promise<void> {
     while (this.pendingWrites.size) await Promise.all([...this.pendingWrites]);
+    await this.disk?.settled();
   }
 
   private oldestFirst(): Entry[] {
@@ -385,10 +591,26 @@ export class Store {
   async close(): Promise<void> {
     await this.flush();
     this.closed = true;
-    if (this.disk) {
-      const records = this.oldestFirst().filter((e) => e.onDisk).map(toRecord);
-      await this.disk.saveIndex(records).catch((err) => this.warnDisk(err));
-    }
+    await this.disk?.close().catch((err) => this.warnDisk(err));
   }
 }
 
+function isMarker(meta: EntryMeta): boolean {
+  return meta.marker === true;
+}
+
+export function toRecord(m: IndexRecord): IndexRecord {
+  return {
+    key: m.key,
+    hash: m.hash,
+    url: m.url,
+    status: m.status,
+    size: m.size,
+    digest: m.digest,
+    storedAt: m.storedAt,
+    freshUntil: m.freshUntil,
+    hits: m.hits,
+    contentType: m.contentType,
+    vary: m.vary,
+  };
+}

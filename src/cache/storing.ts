@@ -94,7 +94,7 @@ export class Storing {
     if (ex && plan.deferClient) {
       ex.cacheOutcome = stored;
       await this.tee(null, upstream, plan, spec, stored);
-      const entry = store.get(spec.key);
+      const entry = await store.find(spec.key);
       if (entry?.meta) return this.d.answers.serve(ex, entry, stored, false);
       // Could not be kept after all: ask again, with the client's validators this time.
       return this.d.bypass(ex, cacheStatus({ ...fwd, detail: 'not-stored' }));

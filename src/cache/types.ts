@@ -60,7 +60,8 @@ export interface HttpCache {
   readonly quick: QuickResponder;
   /** Plain requests for URLs whose responses are not stored, for the server's quick pass-through. */
   readonly quickPass: QuickPassThrough;
-  list(): CacheEntrySummary[];
+  /** Stored entries, most recently used first; at most `limit` (default 10,000: what a view can show). */
+  list(limit?: number): Promise<CacheEntrySummary[]>;
   read(key: string): Promise<StoredResponse | null>;
   /** Stores a complete response by the same rules as one from the origin (as a GET of its URL), or says why not. */
   storeResponse(response: ResponseToStore): Promise<StoreOutcome>;

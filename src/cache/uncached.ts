@@ -20,9 +20,9 @@ export async function forwardUnsafe(origin: Origin, store: Store, ex: Exchange):
   const upstream = await fetchAsIs(origin, ex);
   const status = upstream.statusCode ?? 502;
   if (invalidatesStored(ex.method, status)) {
-    store.dropUrl(ex.url.href, 'invalidated', `${ex.method} ${status}`);
+    await store.dropUrl(ex.url.href, 'invalidated', `${ex.method} ${status}`);
     for (const target of sameOriginTargets(ex.url, upstream.rawHeaders)) {
-      store.dropUrl(target.href, 'invalidated', `${target.name} of ${ex.method} ${ex.url.href}`);
+      await store.dropUrl(target.href, 'invalidated', `${target.name} of ${ex.method} ${ex.url.href}`);
     }
   }
   return ex.relay(upstream, cacheStatusField(value));

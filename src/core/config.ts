@@ -85,6 +85,7 @@ export interface CacheConfig {
   ttl: number | null;
   /** Store a URL only from its Nth request. */
   admitAfter: number;
+  /** Most entries kept; 0: no count limit (the size bounds the cache). */
   maxEntries: number;
   /** Total size of the disk tier (and cap of the memory tier), in MiB. */
   maxSizeMB: number;
@@ -133,8 +134,9 @@ export function defaultConfig(): ProxyConfig {
       dir: defaultCacheDir(),
       ttl: null,
       admitAfter: 1,
-      maxEntries: 10_000,
-      maxSizeMB: 1024,
+      // The size bounds the cache (package caches hold many small entries), not a count.
+      maxEntries: 0,
+      maxSizeMB: 10 * 1024,
       maxMemoryMB: 64,
       maxObjectSizeMB: 256,
       excludeContentTypes: [],
@@ -192,7 +194,7 @@ export function resolveConfig(input: unknown, base: ProxyConfig = defaultConfig(
       dir: v.nullableStr('cache.dir', cacheSrc.dir, base.cache.dir, () => null),
       ttl: v.nullableNum('cache.ttl', cacheSrc.ttl, base.cache.ttl, 0, 10 * 365 * 86_400),
       admitAfter: v.int('cache.admitAfter', cacheSrc.admitAfter, base.cache.admitAfter, 1, 1_000_000),
-      maxEntries: v.int('cache.maxEntries', cacheSrc.maxEntries, base.cache.maxEntries, 1, 100_000_000),
+      maxEntries: v.int('cache.maxEntries', cacheSrc.maxEntries, base.cache.maxEntries, 0, 100_000_000),
       maxSizeMB: v.num('cache.maxSizeMB', cacheSrc.maxSizeMB, base.cache.maxSizeMB, 0.001, 16 * 1024 * 1024),
       maxMemoryMB: v.num('cache.maxMemoryMB', cacheSrc.maxMemoryMB, base.cache.maxMemoryMB, 0, 1024 * 1024),
       maxObjectSizeMB: v.num('cache.maxObjectSizeMB', cacheSrc.maxObjectSizeMB, base.cache.maxObjectSizeMB, 0.000001, 1024 * 1024),

@@ -7,7 +7,7 @@ import { CREATOR, flatHeaders, harHeaders, headerIn, queryStringOf, responseCont
 
 /** What export needs of a cache. */
 export interface StoredEntries {
-  list(): CacheEntrySummary[];
+  list(limit?: number): Promise<CacheEntrySummary[]>;
   read(key: string): Promise<StoredResponse | null>;
 }
 
@@ -93,7 +93,7 @@ export function entryOf(stored: StoredResponse, redact: boolean): HarEntry {
  * the number of entries written. Entries that vanish or turn out corrupt meanwhile are left out.
  */
 export async function exportHar(cache: StoredEntries, options: ExportSelection & { redact: boolean }, write: (chunk: string) => Promise<void> | void): Promise<number> {
-  const entries = selected(cache.list(), options).sort((a, b) => a.storedAt - b.storedAt);
+  const entries = selected(await cache.list(Infinity), options).sort((a, b) => a.storedAt - b.storedAt);
   await write(`{"log":{"version":"1.2","creator":${JSON.stringify(CREATOR)},"pages":[],"entries":[`);
   let written = 0;
   for (const summary of entries) {

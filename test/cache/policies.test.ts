@@ -125,7 +125,7 @@ test('policy "off": pure pass-through, no Cache-Status, nothing stored', () =>
     await viaProxy(p.port, `${origin.url}/max-age`);
     assert.equal(a.headers['cache-status'], undefined);
     assert.equal(origin.count('/max-age'), 2);
-    assert.equal(p.proxy.cache.list().length, 0);
+    assert.equal((await p.proxy.cache.list()).length, 0);
   }));
 
 test('admitAfter: a URL is stored from its Nth request', () =>
@@ -158,7 +158,7 @@ test('maxMemoryMB bounds a memory-only cache by bytes', () =>
   withProxy({ cache: { maxMemoryMB: 1 } }, async (origin, p) => {
     for (const n of [1, 2, 3]) await viaProxy(p.port, `${origin.url}/big?size=${400_000 + n}`);
     assert.ok(p.proxy.cache.stats().memoryBytes <= 1024 * 1024);
-    assert.equal(p.proxy.cache.list().length, 2);
+    assert.equal((await p.proxy.cache.list()).length, 2);
     assert.equal(cacheEvents(p, 'evicted').length, 1);
   }));
 
@@ -225,7 +225,7 @@ test('core API: list, read, purge, purgeHost, purgeAll, revalidate, stats', () =
     await viaProxy(p.port, `${origin.url}/max-age`);
     await viaProxy(p.port, `${origin.url}/max-age`);
     await viaProxy(p.port, `${origin.url}/etag`);
-    const list = cache.list();
+    const list = await cache.list();
     assert.equal(list.length, 2);
     const maxAge = list.find((e) => e.url.endsWith('/max-age'))!;
     assert.equal(maxAge.status, 200);
@@ -253,7 +253,7 @@ test('core API: list, read, purge, purgeHost, purgeAll, revalidate, stats', () =
     assert.equal(await cache.purgeHost(`127.0.0.1:${origin.port}`), 2);
     await viaProxy(p.port, `${origin.url}/max-age`);
     assert.equal(await cache.purgeAll(), 1);
-    assert.equal(cache.list().length, 0);
+    assert.equal((await cache.list()).length, 0);
     assert.ok(cacheEvents(p, 'purged').length >= 3);
   }));
 
@@ -319,7 +319,7 @@ test('a client going away mid-miss stores nothing (nobody else wanted the body) 
   withProxy({}, async (origin, p) => {
     await abortAfterFirstBytes(p.port, `${origin.url}/slow`);
     await waitFor(() => cacheEvents(p, 'not-stored').length === 1, 'the abandoned fill');
-    assert.equal(p.proxy.cache.list().length, 0);
+    assert.equal((await p.proxy.cache.list()).length, 0);
     const r = await viaProxy(p.port, `${origin.url}/slow`);
     assert.equal(r.text, 'slow body!');
     assert.equal(origin.count('/slow'), 2);
@@ -335,7 +335,7 @@ test('a client going away mid-miss while others wait: the body is still fetched,
     release();
     for (const r of await waiters) assert.equal(r.text, 'slow body!');
     assert.equal(origin.count('/slow'), 1);
-    assert.equal(p.proxy.cache.list().length, 1);
+    assert.equal((await p.proxy.cache.list()).length, 1);
   }));
 
 test('a chunked response (no Content-Length) is stored while streamed and hits carry its length', () =>

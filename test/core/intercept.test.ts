@@ -82,7 +82,7 @@ describe('HTTPS interception', () => {
     assert.equal(origin.count('/curl'), 1, 'the origin was asked once');
     assert.ok(p.events.some((e) => e.type === 'tunnel-open' && e.intercepted && e.target === `localhost:${origin.port}`));
     assert.ok(p.events.some((e) => e.type === 'request' && e.url === url), 'the request event carries the https:// URL');
-    assert.ok(p.proxy.cache.list().some((entry) => entry.url === url), 'the entry is in the cache listing (the tree)');
+    assert.ok((await p.proxy.cache.list()).some((entry) => entry.url === url), 'the entry is in the cache listing (the tree)');
   });
 
   test("Node's https with our CA as `ca`, over kept-alive TLS; ALPN gives http/1.1", async () => {

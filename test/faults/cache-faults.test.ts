@@ -7,7 +7,9 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { crc32Digest, readMetaFile } from '../helpers/meta';
+import { locateEntry, writeLegacyEntry, writeLegacyIndex } from '../helpers/storeEntries';
+import { EntryStore } from '../../src/cache/store/entryStore';
+import { hashKey } from '../../src/cache/store/keyIndex';
 import { sleep, waitFor } from '../helpers/net';
 import { spawnProxy, type ChildProxy } from './lib/child';
 import { filesUnder } from '../helpers/files';
@@ -93,6 +95,10 @@ function tempDir(name: string): string {
 }
 
 
+function bodyFilesUnder(dir: string): string[] {
+  return filesUnder(path.join(dir, 'store', 'bodies'));
+}
+
 function warnings(proxy: ChildProxy, pattern: RegExp): number {
   return proxy.stderr().split('\n').filter((l) => pattern.test(l)).length;
 }
@@ -124,13 +130,54 @@ test('SIGKILL while large and small entries are being written, then a restart on
     }
     assert.ok(hits >= 30, `entries completed before the kill are served from the cache after it (${hits} hits)`);
     console.log(`SIGKILL: ${leftovers.length} temp files left by the kill and removed at restart; ${hits} of ${paths.length} URLs were hits afterwards`);
-    // Every body on disk matches its metadata.
-    for (const meta of filesUnder(path.join(dir, 'entries')).filter((f) => f.endsWith('.meta'))) {
-      const m = readMetaFile(meta) as { size: number; digest: string };
-      const body = fs.readFileSync(meta.replace(/\.meta$/, '.body'));
-      assert.equal(body.length, m.size);
-      assert.equal(m.digest, crc32Digest(body));
+    // Every entry in the store, read through it after a clean stop, matches its checks and its origin body.
+    await proxy.stop();
+    const store = await EntryStore.open(dir, { maxBytes: 1e12 });
+    try {
+      let stored = 0;
+      for (const p of paths) {
+        const found = await store.get(hashKey(`GET ${origin.url}${p}`));
+        if (!found) continue;
+        stored++;
+        const body = found.body ?? (await store.readBody(found.meta.hash, found.meta.digest, found.meta.size));
+        assert.ok(body.equals(bodyFor(p, p.startsWith('/l/') ? 3 * 1024 * 1024 : 1024)), `${p}: stored body intact`);
+      }
+      assert.equal(stored, store.count, 'nothing else in the store');
+    } finally {
+      await store.close();
     }
+  } finally {
+    await proxy.stop();
+    await origin.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('SIGKILL while the proxy migrates a cache of the previous layout, then a restart: every old entry is a hit, byte for byte', async () => {
+  const origin = await startCountingOrigin();
+  const dir = tempDir('migrate-kill');
+  const paths = [...Array.from({ length: 1500 }, (_, i) => `/s/old-${i}`), ...Array.from({ length: 6 }, (_, i) => `/m/old-${i}`)];
+  const metas = paths.map((p) => writeLegacyEntry(dir, origin.url + p, bodyFor(p, p.startsWith('/m/') ? 200 * 1024 : 1024)));
+  writeLegacyIndex(dir, metas);
+  let proxy = await spawnProxy(['--cache-dir', dir, '--log-level', 'info']);
+  try {
+    // Killed in the middle of the migration, which runs in the background while it serves.
+    const oldFiles = () => (fs.existsSync(path.join(dir, 'entries')) ? filesUnder(path.join(dir, 'entries')).length : 0);
+    await waitFor(() => oldFiles() < paths.length * 2 * 0.9, 'the migration to be under way', 20_000);
+    proxy.proc.kill('SIGKILL');
+    await proxy.exited;
+    const leftAfterKill = oldFiles();
+    assert.ok(leftAfterKill > 0, 'killed before the migration finished');
+    proxy = await spawnProxy(['--cache-dir', dir, '--log-level', 'info']);
+    for (const p of paths) {
+      const r = await fetchVia(proxy.port, origin.url + p);
+      assert.ok(r.body.equals(bodyFor(p, p.startsWith('/m/') ? 200 * 1024 : 1024)), `${p}: intact (${r.cacheStatus})`);
+      assert.match(r.cacheStatus, /\bhit\b/, `${p}: migrated, not lost`);
+    }
+    assert.equal(origin.hits.size, 0, 'nothing fetched again');
+    await waitFor(() => !fs.existsSync(path.join(dir, 'entries')), 'the migration to finish', 20_000);
+    assert.ok(!fs.existsSync(path.join(dir, 'index.json')));
+    console.log(`migration killed with ${leftAfterKill} of ${paths.length * 2} old files left; all ${paths.length} entries hits after the restart`);
   } finally {
     await proxy.stop();
     await origin.close();
@@ -151,47 +198,55 @@ const DAMAGE: Record<string, Damage> = {
   'same-size garbage': (f) => fs.writeFileSync(f, Buffer.alloc(fs.statSync(f).size, 0x41)),
 };
 
-/** The files of the entry stored for `url` (found through its metadata). */
-function entryFiles(dir: string, url: string): { meta: string; body: string } {
-  for (const meta of filesUnder(path.join(dir, 'entries')).filter((f) => f.endsWith('.meta'))) {
-    let m: { url?: string };
-    try {
-      m = readMetaFile(meta) as { url: string };
-    } catch {
-      continue; // damaged by an earlier round
-    }
-    if (m.url === url) return { meta, body: meta.replace(/\.meta$/, '.body') };
-  }
-  throw new Error(`no entry on disk for ${url}`);
+/** The same damages to one record inside a pack file that other entries share: done in place, to its bytes only. */
+const RECORD_DAMAGE: Record<string, (pack: string, offset: number, length: number) => void> = {
+  truncated: (pack, offset, length) => overwrite(pack, offset + Math.floor(length / 2), Buffer.alloc(length - Math.floor(length / 2))),
+  'bit-flipped': (pack, offset, length) => {
+    const fd = fs.openSync(pack, 'r+');
+    const b = Buffer.alloc(1);
+    fs.readSync(fd, b, 0, 1, offset + Math.floor(length / 3));
+    b[0] ^= 0x10;
+    fs.writeSync(fd, b, 0, 1, offset + Math.floor(length / 3));
+    fs.closeSync(fd);
+  },
+  deleted: (pack, offset, length) => overwrite(pack, offset, Buffer.alloc(length)),
+  garbage: (pack, offset, length) => overwrite(pack, offset, Buffer.from('\x00garbage\xff'.repeat(50), 'latin1').subarray(0, length)),
+  'same-size garbage': (pack, offset, length) => overwrite(pack, offset, Buffer.alloc(length, 0x41)),
+};
+
+function overwrite(file: string, at: number, bytes: Buffer): void {
+  const fd = fs.openSync(file, 'r+');
+  fs.writeSync(fd, bytes, 0, bytes.length, at);
+  fs.closeSync(fd);
+}
+
+/** Damages the body file or the record (metadata) of the entry stored for `url`. */
+function damageEntry(dir: string, url: string, which: 'body' | 'meta', name: string): void {
+  const at = locateEntry(dir, `GET ${url}`);
+  if (!at || !at.body) throw new Error(`no entry with a body file on disk for ${url}`);
+  if (which === 'body') DAMAGE[name](at.body);
+  else RECORD_DAMAGE[name](at.pack, at.offset, at.length);
 }
 
 async function damageRound(origin: CountingOrigin, dir: string, proxy: ChildProxy, prefix: string, restart: () => Promise<ChildProxy>): Promise<ChildProxy> {
-  const cases: Array<[string, 'body' | 'meta', Damage]> = [];
-  for (const [name, fn] of Object.entries(DAMAGE)) {
-    cases.push([`/m/${prefix}-body-${name.replace(/ /g, "-")}`, "body", fn]);
-    cases.push([`/m/${prefix}-meta-${name.replace(/ /g, "-")}`, "meta", fn]);
+  const cases: Array<[string, 'body' | 'meta', string]> = [];
+  for (const name of Object.keys(DAMAGE)) {
+    cases.push([`/m/${prefix}-body-${name.replace(/ /g, '-')}`, 'body', name]);
+    cases.push([`/m/${prefix}-meta-${name.replace(/ /g, '-')}`, 'meta', name]);
   }
   const intact = `/m/${prefix}-intact`;
   for (const [p] of cases) await fetchVia(proxy.port, origin.url + p);
   await fetchVia(proxy.port, origin.url + intact);
-  await waitFor(() => {
-    try {
-      for (const [p] of cases) entryFiles(dir, origin.url + p);
-      return true;
-    } catch {
-      return false;
-    }
-  }, 'entries to be on disk');
-  for (const [p, which, fn] of cases) fn(entryFiles(dir, origin.url + p)[which]);
+  await waitFor(() => cases.every(([p]) => locateEntry(dir, `GET ${origin.url}${p}`)?.body), 'entries to be on disk');
+  for (const [p, which, name] of cases) damageEntry(dir, origin.url + p, which, name);
   const current = await restart();
   for (const [p, which] of cases) {
     const before = origin.hits.get(p) ?? 0;
     const r = await fetchVia(current.port, origin.url + p);
     assert.equal(r.status, 200, p);
     assert.ok(r.complete && r.body.equals(bodyFor(p, 200 * 1024)), `${p} (${which} damaged): the exact body, never the damaged one (${r.body.length} bytes, ${r.cacheStatus})`);
-    // While running, metadata lives in memory and the damaged meta file is never read (the next
-    // start will drop it): serving the checked body is right. Every other damage must be refetched.
-    if (!(prefix === 'running' && which === 'meta')) assert.equal(origin.hits.get(p), before + 1, `${p}: dropped and fetched again from the origin`);
+    // Without a memory tier every hit reads the record and the body file: each damage is found and refetched.
+    assert.equal(origin.hits.get(p), before + 1, `${p}: dropped and fetched again from the origin`);
     const again = await fetchVia(current.port, origin.url + p);
     assert.ok(again.body.equals(bodyFor(p, 200 * 1024)), `${p}: stored again correctly`);
   }
@@ -251,7 +306,9 @@ test('a full disk (2 MB tmpfs): every response complete and correct, ONE warning
   let proxy: ChildProxy | null = null;
   try {
     proxy = await spawnProxy(['--cache-dir', dir, '--log-level', 'warn']);
-    // 40 × 200 KB = 8 MB through a 2 MB disk.
+    // The size limit keeps the cache within half the free space it saw at start: something else fills the rest.
+    fs.writeFileSync(path.join(dir, 'filler'), Buffer.alloc(1200 * 1024));
+    // 40 × 200 KB = 8 MB through what is left of a 2 MB disk.
     for (let i = 0; i < 40; i++) {
       const p = `/m/full-${i}`;
       const r = await fetchVia(proxy.port, origin.url + p);
@@ -313,12 +370,13 @@ test('the cache directory and its files are created owner-only, even under umask
     await waitFor(() => /listening on http:\/\/[^\s]+:(\d+)/.test(out), 'the proxy to start', 10_000);
     const port = Number(/listening on http:\/\/[^\s]+:(\d+)/.exec(out)![1]);
     await fetchVia(port, origin.url + '/s/perm');
-    await waitFor(() => fs.existsSync(path.join(dir, 'entries')) && filesUnder(path.join(dir, 'entries')).length >= 2, 'the entry files');
+    await fetchVia(port, origin.url + '/m/perm');
+    await waitFor(() => bodyFilesUnder(dir).length >= 1 && filesUnder(path.join(dir, 'store', 'packs')).some((f) => fs.statSync(f).size > 0), 'the entry files');
     const mode = (p: string) => fs.statSync(p).mode & 0o777;
     assert.equal(mode(dir).toString(8), '700');
-    for (const sub of [path.join(dir, 'entries'), path.join(dir, 'tmp')]) assert.equal(mode(sub).toString(8), '700', sub);
+    const bodyDirs = fs.readdirSync(path.join(dir, 'store', 'bodies')).map((d) => path.join(dir, 'store', 'bodies', d));
+    for (const sub of [path.join(dir, 'store'), path.join(dir, 'store', 'packs'), path.join(dir, 'store', 'bodies'), ...bodyDirs, path.join(dir, 'tmp')]) assert.equal(mode(sub).toString(8), '700', sub);
     for (const f of filesUnder(dir)) assert.equal(mode(f) & 0o077, 0, `${f} is ${mode(f).toString(8)}`);
-    for (const d of fs.readdirSync(path.join(dir, 'entries'))) assert.equal(mode(path.join(dir, 'entries', d)).toString(8), '700');
   } finally {
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));

@@ -73,7 +73,7 @@ test('each origin failure: 502/504 before the head, a broken connection after it
         // those 10 bytes, never what the origin sent after them.
         check(await fetchOutcome(p.port, url));
       } else {
-        assert.ok(!p.proxy.cache.list().some((e) => e.url === url), `${fault} is not in the cache`);
+        assert.ok(!(await p.proxy.cache.list()).some((e) => e.url === url), `${fault} is not in the cache`);
       }
       // The pooled origin connection is not poisoned: the next answers are the origin's real ones.
       for (let i = 0; i < 3; i++) {

@@ -3,6 +3,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import type { EntryMeta } from '../../src/cache/entryMeta';
+import { IndexJournal } from '../../src/cache/store/journal';
+import { hashHalves } from '../../src/cache/store/keyIndex';
 
 /** The body stored for a URL in store tests: deterministic, so any corruption shows. */
 export function bodyOf(url: string, size: number): Buffer {
@@ -74,4 +76,19 @@ export function writeLegacyEntry(dir: string, url: string, body: Buffer): EntryM
 export function writeLegacyIndex(dir: string, metas: EntryMeta[]): void {
   const rows = metas.map((m) => [m.key, m.url, m.status, m.size, m.digest, m.storedAt, m.freshUntil, m.hits, m.contentType ?? null, m.vary]);
   fs.writeFileSync(path.join(dir, 'index.json'), JSON.stringify({ v: 2, rows }), { mode: 0o600 });
+}
+
+/** Where a store keeps the entry of a key, read from its index files without opening it (the proxy may be running). */
+export function locateEntry(dir: string, key: string): { pack: string; offset: number; length: number; body: string | null } | null {
+  const index = IndexJournal.inspect(path.join(dir, 'store'));
+  const [h0, h1] = hashHalves(sha256(key));
+  const id = index.find(h0, h1);
+  if (id < 0) return null;
+  const loc = index.location(id);
+  return {
+    pack: path.join(dir, 'store', 'packs', `${loc.pack}.pack`),
+    offset: loc.offset,
+    length: loc.length,
+    body: loc.bytes !== loc.length ? path.join(dir, 'store', 'bodies', String(loc.pack), loc.offset.toString(36)) : null,
+  };
 }

@@ -8,6 +8,7 @@ import { hashHalves, KeyIndex, type Location } from './keyIndex';
 export { hashKey } from './keyIndex';
 import { CorruptRecordError, decodeRecord, encodeRecord, Packs } from './packs';
 import { INLINE_MAX, StoreWriter } from './writer';
+import { VerifiedFiles } from './verified';
 import { LegacyMigration } from './migrate';
 
 const DIR_MODE = 0o700;
@@ -19,6 +20,8 @@ const CHECKPOINT_MIN_RECORDS = 200_000;
 export interface StoreOptions {
   /** The size limit: least recently used entries are removed once the entries' bytes exceed it. */
   maxBytes: number;
+  /** At most this many entries (0: no limit). */
+  maxEntries?: number;
   /** Called for every entry removed to stay within maxBytes, with the first 16 hex digits of its hash. */
   onEvict?: (hashPrefix: string) => void;
   /** Called once the old layout (entries/, index.json) has been migrated completely. */
@@ -74,6 +77,7 @@ export class EntryStore {
   /** Places reserved for records being written ("pack/offset"): their body files are not orphans. */
   private readonly inFlight = new Set<string>();
   private migration: LegacyMigration | null = null;
+  private readonly verified = new VerifiedFiles();
   report!: OpenReport;
 
   private constructor(
@@ -140,7 +144,7 @@ export class EntryStore {
       }
       store.maybeCompact();
     });
-    if (store.index.totalBytes > options.maxBytes) store.evict();
+    store.evict();
     return store;
   }
 
@@ -162,8 +166,8 @@ export class EntryStore {
     return this.migration !== null;
   }
 
-  setMaxBytes(maxBytes: number): void {
-    this.options = { ...this.options, maxBytes };
+  setLimits(maxBytes: number, maxEntries = 0): void {
+    this.options = { ...this.options, maxBytes, maxEntries };
     this.evict();
   }
 
@@ -268,17 +272,20 @@ export class EntryStore {
     const id = this.index.find(h0, h1);
     if (id < 0) throw new CorruptEntryError('entry not in the store');
     const loc = this.index.location(id);
+    const file = this.bodyPath(loc);
     let handle: fsp.FileHandle;
     try {
-      handle = await fsp.open(this.bodyPath(loc), 'r');
+      handle = await fsp.open(file, 'r');
     } catch (err) {
       this.dropIfAt(h0, h1, loc);
       throw new CorruptEntryError(`body unreadable (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
     }
     try {
-      const stat = await handle.stat();
-      if (stat.size !== size) throw new CorruptEntryError(`body is ${stat.size} bytes, expected ${size}`);
+      const stat = await handle.stat({ bigint: true });
+      if (stat.size !== BigInt(size)) throw new CorruptEntryError(`body is ${stat.size} bytes, expected ${size}`);
+      if (this.verified.unchanged(file, expected, stat)) return handle;
       if (!(await fileMatches(handle, expected, size))) throw new CorruptEntryError('body digest mismatch');
+      this.verified.remember(file, expected, stat);
       return handle;
     } catch (err) {
       await handle.close().catch(() => {});
@@ -342,6 +349,8 @@ export class EntryStore {
         throw err;
       }
       bytes += meta.size;
+      // Its digest was computed from the bytes as they were written: verified as of now.
+      await this.verified.rememberWritten(target, meta.digest);
     } else if (bodyFile !== null && !link) {
       await fsp.unlink(bodyFile).catch(() => {});
     }
@@ -404,7 +413,8 @@ export class EntryStore {
 
   /** Least recently used entries out until the entries fit the size limit. */
   private evict(): void {
-    while (this.index.totalBytes > this.options.maxBytes && this.index.count > 0) {
+    const maxEntries = this.options.maxEntries || Infinity;
+    while ((this.index.totalBytes > this.options.maxBytes || this.index.count > maxEntries) && this.index.count > 0) {
       const id = this.index.oldest();
       const [h0, h1] = this.index.hashOf(id);
       this.removeId(id, h0, h1);
@@ -617,6 +627,11 @@ export class EntryStore {
       await new Promise((r) => setImmediate(r));
       if (this.pending.size === 0 && !this.compacting && (this.closed || this.packs.compactionCandidate() < 0)) return;
     }
+  }
+
+  /** Resolves once the writes and removals under way are done. */
+  async settled(): Promise<void> {
+    await this.settle();
   }
 
   private async settle(): Promise<void> {

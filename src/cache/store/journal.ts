@@ -82,6 +82,14 @@ export interface LoadedIndex {
   journalRecords: number;
 }
 
+function journalGenerations(dir: string): number[] {
+  return fs
+    .readdirSync(dir)
+    .filter((n) => n.startsWith(JOURNAL_PREFIX) && /^\d+$/.test(n.slice(JOURNAL_PREFIX.length)))
+    .map((n) => Number(n.slice(JOURNAL_PREFIX.length)))
+    .sort((a, b) => a - b);
+}
+
 export class IndexJournal {
   private fd = -1;
   private generation = 0;
@@ -92,9 +100,23 @@ export class IndexJournal {
 
   private constructor(private readonly dir: string) {}
 
+  /** The index as the files hold it now, changing nothing (for tools and tests; a running store may be appending). */
+  static inspect(dir: string): KeyIndex {
+    return IndexJournal.read(dir, false).index;
+  }
+
   /** Reads the snapshot and replays the journals after it; leaves a journal open for appending. */
   static load(dir: string): { journal: IndexJournal; loaded: LoadedIndex } {
+    const { index, fromSnapshot, snapshotDamaged, journalRecords, snapshotGen, gens } = IndexJournal.read(dir, true);
     const journal = new IndexJournal(dir);
+    journal.generation = Math.max(snapshotGen, gens.length ? gens[gens.length - 1] : 0);
+    journal.records = journalRecords;
+    journal.fd = fs.openSync(path.join(dir, JOURNAL_PREFIX + journal.generation), 'a', FILE_MODE);
+    return { journal, loaded: { index, fromSnapshot, snapshotDamaged, journalRecords } };
+  }
+
+  /** `repair`: deletes journals the snapshot holds and cuts torn tails, so appends follow whole records. */
+  private static read(dir: string, repair: boolean): LoadedIndex & { snapshotGen: number; gens: number[] } {
     let index = new KeyIndex();
     let snapshotGen = 0;
     let fromSnapshot = false;
@@ -118,32 +140,25 @@ export class IndexJournal {
         fromSnapshot = true;
       } else snapshotDamaged = true;
     }
-    const gens = journal.journalGenerations();
+    const gens = journalGenerations(dir);
     let journalRecords = 0;
     for (const gen of gens) {
       const file = path.join(dir, JOURNAL_PREFIX + gen);
       if (gen < snapshotGen) {
-        fs.rmSync(file, { force: true });
+        if (repair) fs.rmSync(file, { force: true });
         continue;
       }
       const data = fs.readFileSync(file);
       const whole = replay(index, data, 0, true);
       journalRecords += whole / RECORD_SIZE;
       // A torn or damaged tail is cut off, or records appended after it would never be replayed.
-      if (whole !== data.length) fs.truncateSync(file, whole);
+      if (repair && whole !== data.length) fs.truncateSync(file, whole);
     }
-    journal.generation = Math.max(snapshotGen, gens.length ? gens[gens.length - 1] : 0);
-    journal.records = journalRecords;
-    journal.fd = fs.openSync(path.join(dir, JOURNAL_PREFIX + journal.generation), 'a', FILE_MODE);
-    return { journal, loaded: { index, fromSnapshot, snapshotDamaged, journalRecords } };
+    return { index, fromSnapshot, snapshotDamaged, journalRecords, snapshotGen, gens };
   }
 
   private journalGenerations(): number[] {
-    return fs
-      .readdirSync(this.dir)
-      .filter((n) => n.startsWith(JOURNAL_PREFIX) && /^\d+$/.test(n.slice(JOURNAL_PREFIX.length)))
-      .map((n) => Number(n.slice(JOURNAL_PREFIX.length)))
-      .sort((a, b) => a - b);
+    return journalGenerations(this.dir);
   }
 
   /** Records since the last snapshot: the replay work of the next start. */
