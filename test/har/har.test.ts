@@ -317,6 +317,44 @@ describe('HAR: export, import, record, replay', () => {
     }
   });
 
+  test('--record on a recording of ours continues it; any other existing file is refused, untouched', async () => {
+    const rec = path.join(dir, 'continued.har');
+    for (const p of ['/text', '/bin']) {
+      const proxy = await startCliProxy(['--memory-only', '--record', rec, '--quiet']);
+      try {
+        await viaProxy(proxy.port, origin.url + p);
+      } finally {
+        await proxy.stop();
+      }
+    }
+    assert.deepEqual(readHar(rec).log.entries.map((e) => new URL(e.request.url).pathname), ['/text', '/bin']);
+    assert.deepEqual(harSchemaErrors(readHar(rec)), []);
+
+    const other = path.join(dir, 'notes.txt');
+    writeFileSync(other, 'my notes, not a HAR file\n');
+    const r = await runCli(['--port', '0', '--memory-only', '--record', other]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /cannot start: .*notes\.txt already exists and is not a recording of caching-proxy to continue; choose a new file/);
+    assert.equal(readFileSync(other, 'utf8'), 'my notes, not a HAR file\n');
+  });
+
+  test('a recording started and stopped on the running proxy survives a live settings change in between', async () => {
+    const p = await startTestProxy({});
+    const rec = path.join(dir, 'live.har');
+    try {
+      const state = await p.proxy.startRecording(rec);
+      assert.deepEqual(state, { file: rec, entries: 0 });
+      await viaProxy(p.port, origin.url + '/text');
+      await p.proxy.update({ ...p.proxy.config, cache: { ...p.proxy.config.cache, ttl: 5 } });
+      await viaProxy(p.port, origin.url + '/bin');
+      assert.deepEqual(await p.proxy.stopRecording(), { file: rec, entries: 2 });
+      await viaProxy(p.port, origin.url + '/chunked');
+    } finally {
+      await p.close();
+    }
+    assert.deepEqual(readHar(rec).log.entries.map((e) => new URL(e.request.url).pathname), ['/text', '/bin']);
+  });
+
   test('a recording cut by SIGKILL mid-traffic is still a valid HAR that imports', async () => {
     const rec = path.join(dir, 'killed.har');
     const proxy: CliProxy = await startCliProxy(['--memory-only', '--record', rec, '--quiet']);
