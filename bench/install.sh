@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the benchmark's peers and tools: Debian's nginx, squid, trafficserver, wrk (and
-# util-linux's taskset), plus http-proxy into bench/node_modules. Idempotent: skips what is there.
+# Installs the benchmark's peers and tools: Debian's nginx, squid, trafficserver, mitmproxy, wrk
+# (and util-linux's taskset, openssl), plus http-proxy and mockttp into bench/node_modules.
+# Idempotent: skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -9,6 +10,8 @@ command -v nginx >/dev/null || need+=(nginx)
 command -v squid >/dev/null || need+=(squid)
 command -v traffic_server >/dev/null || need+=(trafficserver)
 command -v wrk >/dev/null || need+=(wrk)
+command -v mitmdump >/dev/null || need+=(mitmproxy)
+command -v openssl >/dev/null || need+=(openssl)
 command -v taskset >/dev/null || need+=(util-linux)
 command -v curl >/dev/null || need+=(curl)
 
@@ -29,7 +32,7 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-if [ ! -d node_modules/http-proxy ]; then
-  echo "bench: installing http-proxy into bench/node_modules" >&2
+if [ ! -d node_modules/http-proxy ] || [ ! -d node_modules/mockttp ]; then
+  echo "bench: installing http-proxy and mockttp into bench/node_modules" >&2
   if [ -f package-lock.json ]; then npm ci --silent --no-audit --no-fund; else npm install --silent --no-audit --no-fund; fi
 fi

@@ -4,7 +4,7 @@
 //
 //   npm run bench                       (installs peers, builds, runs everything: < 10 minutes)
 //   BENCH_SECONDS=3 BENCH_ROUNDS=1 node bench/run.mjs   (a quick look while debugging)
-//   BENCH_ONLY=hits,passthrough,large,entries,startup    (a subset)
+//   BENCH_ONLY=hits,passthrough,large,https,entries,startup    (a subset; https: bench/https.mjs)
 import { spawnSync, execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -13,6 +13,7 @@ import { CLIENT_CPU, CPUS, PROXY_CPU, busyShare, cpuSeconds, cpuTimes, killAllCh
 import { curlTransfer, get, populate, wrk } from './lib/client.mjs';
 import { startHttpProxy, startOrigin, startOurs, startSquid, startTrafficServer, warmUntilHit } from './lib/systems.mjs';
 import { fmt, fmtRatio, ratio, summarize, table } from './lib/stats.mjs';
+import { httpsPhase, httpsReport, makeOriginCertificate } from './https.mjs';
 
 const REPO = resolve(import.meta.dirname, '..');
 
@@ -28,7 +29,7 @@ if (CPUS >= 2 && !process.env.BENCH_RUNNER_PINNED) {
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const WARM_SECONDS = Math.min(3, SECONDS);
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'hits,passthrough,large,entries,startup').split(','));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'hits,passthrough,large,https,entries,startup').split(','));
 const ENTRIES_SMALL = 100;
 const ENTRIES_LARGE = Number(process.env.BENCH_ENTRIES ?? 100_000);
 const ENTRIES_SECONDS = 5;
@@ -39,7 +40,7 @@ const t0 = performance.now();
 const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(0)}s`;
 const log = (msg) => process.stderr.write(`[bench ${elapsed()}] ${msg}\n`);
 
-for (const bin of ['nginx', 'squid', 'traffic_server', 'wrk', 'taskset', 'curl']) {
+for (const bin of ['nginx', 'squid', 'traffic_server', 'wrk', 'taskset', 'curl', 'mitmdump', 'openssl']) {
   if (spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0) {
     console.error(`bench: ${bin} is not installed; run bash bench/install.sh (npm run bench does)`);
     process.exit(2);
@@ -49,8 +50,8 @@ if (!existsSync(join(REPO, 'dist', 'cli.js'))) {
   console.error('bench: dist/cli.js is missing; run npm run build (npm run bench does)');
   process.exit(2);
 }
-if (!existsSync(join(import.meta.dirname, 'node_modules', 'http-proxy'))) {
-  console.error('bench: http-proxy is missing from bench/node_modules; run bash bench/install.sh');
+if (!existsSync(join(import.meta.dirname, 'node_modules', 'http-proxy')) || !existsSync(join(import.meta.dirname, 'node_modules', 'mockttp'))) {
+  console.error('bench: http-proxy or mockttp is missing from bench/node_modules; run bash bench/install.sh');
   process.exit(2);
 }
 
@@ -138,7 +139,8 @@ function summarizeRuns(bySystem, fields) {
 
 async function main() {
   log(`work folder ${work}; ${ROUNDS} interleaved rounds of ${SECONDS} s; proxy on CPU ${PROXY_CPU}, clients and origin on CPU ${CLIENT_CPU}`);
-  const origin = await startOrigin(work);
+  const originTls = ONLY.has('https') ? makeOriginCertificate(work) : null;
+  const origin = await startOrigin(work, { tls: originTls });
   log(`nginx origin on 127.0.0.1:${origin.port}`);
   results.origin = { port: origin.port };
 
@@ -220,6 +222,9 @@ async function main() {
   }
 
   for (const s of [ours, ats, squid, httpProxy]) await s?.stop();
+
+  // 5 s runs (four systems, two figures): the whole benchmark must stay under ten minutes.
+  if (ONLY.has('https')) await httpsPhase({ work, origin, originTls, results, log, interleaved, seconds: Math.min(5, SECONDS) });
 
   if (ONLY.has('entries')) {
     // Ours: two instances, same flags, memory big enough that every entry of both stays in memory.
@@ -361,6 +366,11 @@ function report(write = true) {
     target('100 MiB hit MB/s vs Traffic Server (disk)', fmtRatio(hit), '≥ 1.00×', hit >= 1 && l.ours.hitsFromOrigin === 0);
     const rss = Math.max(l.ours?.missRssGrowthMiB.max ?? NaN, l.ours?.hitRssGrowthMiB.max ?? NaN);
     target('peak RSS growth during 100 MiB (worst run)', `${fmt(rss, 1)} MiB`, '≤ 64 MiB', rss <= 64);
+  }
+  if (f.https) {
+    const h = httpsReport(f.https);
+    out.push(...h.lines);
+    for (const t of h.targets) target(...t);
   }
   if (f.entries) {
     const e = f.entries;

@@ -39,9 +39,10 @@ function writeRandomFile(path, bytes) {
 /**
  * nginx on 127.0.0.1 (one worker, on the client CPU): 1 KiB, 100 KiB and 100 MiB files with
  * Cache-Control: max-age=3600, ETag and Last-Modified; a no-store 1 KiB object; stub_status
- * at /__status to count the requests that reach it.
+ * at /__status to count the requests that reach it. With `tls` ({cert, key} files) the same
+ * site is also served over HTTPS on `origin.tlsPort`.
  */
-export async function startOrigin(work) {
+export async function startOrigin(work, { tls = null } = {}) {
   const dir = mkdir(join(work, 'origin'));
   const www = mkdir(join(dir, 'www'));
   writeRandomFile(join(www, '1k.bin'), 1024);
@@ -50,6 +51,14 @@ export async function startOrigin(work) {
   writeRandomFile(join(www, 'nostore.bin'), 1024);
   mkdir(join(dir, 'tmp'));
   const port = await freePort();
+  const tlsPort = tls ? await freePort() : null;
+  const tlsListen = tls
+    ? `listen 127.0.0.1:${tlsPort} ssl backlog=4096;
+    ssl_certificate ${tls.cert};
+    ssl_certificate_key ${tls.key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:10m;`
+    : '';
   const conf = join(dir, 'nginx.conf');
   writeFileSync(
     conf,
@@ -76,6 +85,7 @@ http {
   scgi_temp_path ${dir}/tmp/scgi;
   server {
     listen 127.0.0.1:${port} backlog=4096;
+    ${tlsListen}
     root ${www};
     location / { add_header Cache-Control "max-age=3600" always; }
     location = /nostore.bin { add_header Cache-Control "no-store" always; }
@@ -90,6 +100,7 @@ http {
   const origin = {
     name: 'nginx origin',
     port,
+    tlsPort,
     child,
     base: `http://127.0.0.1:${port}`,
     /** Requests nginx has handled so far, not counting any status request (each counts itself). */
