@@ -79,6 +79,25 @@ describe('log output', () => {
     });
   }
 
+  test('a terminal (a pseudo-terminal from util-linux script): every line, in order, after SIGTERM', async () => {
+    const child = spawn('script', ['-qfec', `exec ${process.execPath} ${CLI} --port 0 --memory-only`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const exited = exitOf(child);
+    let out = '';
+    child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+    await waitFor(() => /listening on http:\/\/127\.0\.0\.1:\d+/.test(out), 'the listening line', 10_000);
+    const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]);
+    const count = 1500;
+    await requests(port, 'tty', count);
+    // script's child is the proxy (its shell execs into node).
+    const proxyPid = Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim());
+    process.kill(proxyPid, 'SIGTERM');
+    assert.equal(await exited, 0);
+    const lines = out.replace(/\r\n/g, '\n');
+    assert.deepEqual(responseOrder(lines, 'tty'), upTo(count));
+    assert.match(lines, /caching-proxy: SIGTERM received, finishing in-flight requests…\n[\d:.]+ info  stopped\n$/);
+  });
+
   test('a pipe whose reader pauses: requests keep being answered, and after SIGTERM every line arrives, in order', async () => {
     const child = spawn(process.execPath, [CLI, '--port', '0', '--memory-only'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const exited = exitOf(child);
