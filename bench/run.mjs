@@ -4,13 +4,13 @@
 //
 //   npm run bench                       (installs peers, builds, runs everything: < 10 minutes)
 //   BENCH_SECONDS=3 BENCH_ROUNDS=1 node bench/run.mjs   (a quick look while debugging)
-//   BENCH_ONLY=hits,passthrough,large,https,entries,startup    (a subset; https: bench/https.mjs)
+//   BENCH_ONLY=hits,passthrough,browser,large,https,entries,startup    (a subset; https: bench/https.mjs)
 import { spawnSync, execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { join, resolve } from 'node:path';
 import { CLIENT_CPU, CPUS, PROXY_CPU, busyShare, cpuSeconds, cpuTimes, killAllChildren, memory, resetPeakRss, sleep } from './lib/proc.mjs';
-import { curlTransfer, get, populate, wrk } from './lib/client.mjs';
+import { browserLoad, curlTransfer, get, populate, wrk } from './lib/client.mjs';
 import { startHttpProxy, startOrigin, startOurs, startSquid, startTrafficServer, warmUntilHit } from './lib/systems.mjs';
 import { fmt, fmtRatio, ratio, summarize, table } from './lib/stats.mjs';
 import { httpsPhase, httpsReport, makeOriginCertificate } from './https.mjs';
@@ -29,10 +29,11 @@ if (CPUS >= 2 && !process.env.BENCH_RUNNER_PINNED) {
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const WARM_SECONDS = Math.min(3, SECONDS);
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'hits,passthrough,large,https,entries,startup').split(','));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'hits,passthrough,browser,large,https,entries,startup').split(','));
 const ENTRIES_SMALL = 100;
 const ENTRIES_LARGE = Number(process.env.BENCH_ENTRIES ?? 100_000);
 const ENTRIES_SECONDS = 5;
+const BROWSER_SECONDS = Math.min(5, SECONDS);
 const STARTUP_ENTRIES = Number(process.env.BENCH_STARTUP_ENTRIES ?? 10_000);
 const MiB = 1024 * 1024;
 
@@ -74,17 +75,30 @@ const results = { startedAt: new Date().toISOString(), machine: machineInfo(), s
  * requests reached the origin meanwhile, how much CPU the proxy used, and how busy each core was.
  */
 async function measureWrk(test, system, origin, path, extra = {}) {
+  return measureLoad(test, system, origin, () =>
+    wrk({ dir: work, name: `${test}-${system?.name ?? 'direct'}`.replace(/\W+/g, '_'), originPort: origin.port, path, proxyPort: system?.port ?? null, seconds: SECONDS, ...extra }),
+  );
+}
+
+/** The same evidence around any load: `load()` resolves with {reqPerSec, p50Ms?, p99Ms, requests, errors, ...}. */
+async function measureLoad(test, system, origin, load) {
   const pid = system?.pid;
   const cpuBefore = pid ? cpuSeconds(pid) : NaN;
   const coresBefore = cpuTimes();
   const originBefore = await origin.count();
+  const logBefore = system?.logFile ? statSync(system.logFile).size : NaN;
   const started = performance.now();
   const fromUs = Number(process.hrtime.bigint() / 1000n);
-  const r = await wrk({ dir: work, name: `${test}-${system?.name ?? 'direct'}`.replace(/\W+/g, '_'), originPort: origin.port, path, proxyPort: system?.port ?? null, seconds: SECONDS, ...extra });
+  const r = await load();
   const wall = (performance.now() - started) / 1000;
   const originRequests = (await origin.count()) - originBefore;
   const coresAfter = cpuTimes();
   const proxyCpu = pid ? cpuSeconds(pid) - cpuBefore : NaN;
+  // Give the last batch of log lines (at most 4 ms old) time to land before counting them.
+  if (system?.logFile) await sleep(50);
+  const logBytes = system?.logFile ? statSync(system.logFile).size - logBefore : NaN;
+  // The log grows by ~10 MB/s under load: start each measurement with an empty file (it is opened for appending).
+  if (system?.logFile) truncateSync(system.logFile, 0);
   const run = {
     test,
     system: system?.name ?? 'direct',
@@ -93,9 +107,11 @@ async function measureWrk(test, system, origin, path, extra = {}) {
     p99Ms: r.p99Ms,
     requests: r.requests,
     errors: r.errors,
+    ...(r.misses !== undefined ? { misses: r.misses, hits: r.hits, connections: r.connections, non200: r.non200 } : {}),
     originRequests,
     proxyCpuShare: proxyCpu / wall,
     proxyCpuUsPerRequest: (proxyCpu * 1e6) / r.requests,
+    logBytesPerRequest: logBytes / r.requests,
     proxyCoreBusy: busyShare(coresBefore, coresAfter, PROXY_CPU),
     clientCoreBusy: busyShare(coresBefore, coresAfter, CLIENT_CPU),
     loadavg: os.loadavg()[0],
@@ -105,7 +121,8 @@ async function measureWrk(test, system, origin, path, extra = {}) {
   results.runs.push(run);
   log(
     `${test} ${run.system}: ${fmt(run.reqPerSec)} req/s p99 ${fmt(run.p99Ms, 2)} ms, errors ${run.errors}, origin +${originRequests}` +
-      (pid ? `, proxy ${fmt(run.proxyCpuShare * 100)}% of a core (${fmt(run.proxyCpuUsPerRequest, 1)} µs/req), core ${PROXY_CPU} ${fmt(run.proxyCoreBusy * 100)}% busy` : ''),
+      (pid ? `, proxy ${fmt(run.proxyCpuShare * 100)}% of a core (${fmt(run.proxyCpuUsPerRequest, 1)} µs/req), core ${PROXY_CPU} ${fmt(run.proxyCoreBusy * 100)}% busy` : '') +
+      (Number.isFinite(run.logBytesPerRequest) ? `, log ${fmt(run.logBytesPerRequest, 0)} B/req` : ''),
   );
   return run;
 }
@@ -144,45 +161,80 @@ async function main() {
   log(`nginx origin on 127.0.0.1:${origin.port}`);
   results.origin = { port: origin.port };
 
-  const needPeers = ONLY.has('hits') || ONLY.has('passthrough') || ONLY.has('large');
-  let ours, ats, squid, httpProxy;
+  const needPeers = ONLY.has('hits') || ONLY.has('passthrough') || ONLY.has('browser') || ONLY.has('large');
+  let ours, oursPty, oursQuiet, ats, squid, httpProxy;
   if (needPeers) {
     // BENCH_PROFILE_DIR=DIR: run ours under --cpu-prof (for diagnosis only: it costs a few %).
     const prof = process.env.BENCH_PROFILE_DIR;
+    // The default configuration (log lines on, to a file) is the headline; a terminal and --quiet are extra rows.
     ours = await startOurs(work, 'ours', [], null, prof ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${prof}`] } : {});
+    if (ONLY.has('hits') || ONLY.has('passthrough')) {
+      oursPty = await startOurs(work, 'ours-pty', [], null, { log: 'pty' });
+      oursQuiet = await startOurs(work, 'ours-quiet', [], null, { log: 'quiet' });
+    }
     ats = await startTrafficServer(work);
     squid = await startSquid(work);
     httpProxy = await startHttpProxy();
-    for (const s of [ours, ats, squid, httpProxy]) log(`${s.name} on 127.0.0.1:${s.port} (pid ${s.pid})`);
-    results.ours = { args: ours.args, defaults: 'memory tier 64 MB, max object 256 MB, disk tier 1024 MB' };
+    for (const s of [ours, oursPty, oursQuiet, ats, squid, httpProxy].filter(Boolean)) log(`${s.name} on 127.0.0.1:${s.port} (pid ${s.pid})`);
+    results.ours = { args: ours.args, log: 'default --log-level info, stdout and stderr appended to a file', defaults: 'memory tier 64 MB, max object 256 MB, disk tier 1024 MB' };
   }
-  const caching = [ours, ats, squid].filter(Boolean);
-
   if (ONLY.has('hits')) {
     results.figures.hits = {};
     for (const [object, path] of [['1 KiB', '/1k.bin'], ['100 KiB', '/100k.bin']]) {
+      // The terminal and --quiet rows for the 1 KiB hit only, to keep the whole run near eight minutes.
+      const systems = object === '1 KiB' ? [ours, oursPty, oursQuiet, ats, squid] : [ours, ats, squid];
       const cached = {};
-      for (const s of caching) {
+      for (const s of systems) {
         cached[s.name] = await warmUntilHit(s, origin, path);
         if (!cached[s.name]) results.notes.push(`${s.name} did not serve ${path} from its cache after warm-up: its "hit" figures are pass-through figures.`);
         // Warm the JIT, connection pools and caches under the same load.
         await wrk({ dir: work, name: 'warm', originPort: origin.port, path, proxyPort: s.port, seconds: WARM_SECONDS });
       }
       log(`${object} hit: warmed (${Object.entries(cached).map(([k, v]) => `${k} ${v ? 'caches' : 'DOES NOT CACHE'}`).join(', ')})`);
-      const bySystem = await interleaved([null, ours, ats, squid], (s) => measureWrk(`hit ${object}`, s, origin, path));
-      results.figures.hits[object] = { cached, ...summarizeRuns(bySystem, ['reqPerSec', 'p99Ms', 'proxyCpuUsPerRequest', 'proxyCoreBusy']) };
+      const bySystem = await interleaved([null, ...systems], (s) => measureWrk(`hit ${object}`, s, origin, path));
+      results.figures.hits[object] = { cached, ...summarizeRuns(bySystem, ['reqPerSec', 'p99Ms', 'proxyCpuUsPerRequest', 'proxyCoreBusy', 'logBytesPerRequest']) };
     }
   }
 
   if (ONLY.has('passthrough')) {
     const path = '/nostore.bin';
-    for (const s of [ours, httpProxy]) await wrk({ dir: work, name: 'warm', originPort: origin.port, path, proxyPort: s.port, seconds: WARM_SECONDS });
-    const bySystem = await interleaved([null, ours, httpProxy], (s) => measureWrk('no-store 1 KiB', s, origin, path));
-    results.figures.passthrough = summarizeRuns(bySystem, ['reqPerSec', 'p99Ms', 'proxyCpuUsPerRequest', 'proxyCoreBusy']);
+    for (const s of [ours, oursQuiet, httpProxy]) await wrk({ dir: work, name: 'warm', originPort: origin.port, path, proxyPort: s.port, seconds: WARM_SECONDS });
+    const bySystem = await interleaved([null, ours, oursQuiet, httpProxy], (s) => measureWrk('no-store 1 KiB', s, origin, path));
+    results.figures.passthrough = summarizeRuns(bySystem, ['reqPerSec', 'p99Ms', 'proxyCpuUsPerRequest', 'proxyCoreBusy', 'logBytesPerRequest']);
     // Every pass-through request must reach the origin: a proxy that stored no-store would be cheating.
     for (const [name, runs] of bySystem) {
       const leaked = runs.reduce((a, r) => a + (r.requests - r.originRequests), 0);
       if (name !== 'direct' && leaked > runs.length * 100) results.notes.push(`${name} answered ${leaked} no-store requests without the origin.`);
+    }
+  }
+
+  if (ONLY.has('browser')) {
+    // Browser-like connections: the first request of each is a miss (a URL never seen), the next
+    // 19 are hits on 20 stored assets; then the connection closes and another opens.
+    const assets = Array.from({ length: 20 }, (_, i) => `/1k.bin?asset=${i}`);
+    const systems = [ours, ats, squid];
+    for (const s of systems) for (const a of assets) if (!(await warmUntilHit(s, origin, a))) results.notes.push(`${s.name} did not store ${a}`);
+    const variants = [
+      { name: 'misses first', misses: 1, systems },
+      { name: 'hits only', misses: 0, systems: [ours] },
+    ];
+    results.figures.browser = {};
+    for (const v of variants) {
+      const bySystem = await interleaved(v.systems, (s, round) =>
+        measureLoad(`browser ${v.name}`, s, origin, () =>
+          browserLoad({ port: s.port, host: `127.0.0.1:${origin.port}`, seconds: BROWSER_SECONDS, connections: 48, misses: v.misses, perConnection: 20, hitPaths: assets, missPrefix: `/1k.bin?visit=${s.name.replace(/\W+/g, '')}-${v.misses}-${round}-` }),
+        ),
+      );
+      results.figures.browser[v.name] = summarizeRuns(bySystem, ['reqPerSec', 'p99Ms', 'proxyCpuUsPerRequest', 'proxyCoreBusy', 'logBytesPerRequest']);
+      for (const [name, runs] of bySystem) {
+        const misses = runs.reduce((a, r) => a + r.misses, 0);
+        const fromOrigin = runs.reduce((a, r) => a + r.originRequests, 0);
+        results.figures.browser[v.name][name].misses = misses;
+        results.figures.browser[v.name][name].hits = runs.reduce((a, r) => a + r.hits, 0);
+        if (fromOrigin > misses + runs.length * 48) results.notes.push(`${name} browser ${v.name}: ${fromOrigin} origin requests for ${misses} misses (hits reached the origin)`);
+        const non200 = runs.reduce((a, r) => a + r.non200, 0);
+        if (non200 > 0) results.notes.push(`${name} browser ${v.name}: ${non200} answers were not 200`);
+      }
     }
   }
 
@@ -221,7 +273,7 @@ async function main() {
     }
   }
 
-  for (const s of [ours, ats, squid, httpProxy]) await s?.stop();
+  for (const s of [ours, oursPty, oursQuiet, ats, squid, httpProxy]) await s?.stop();
 
   // 5 s runs (four systems, two figures): the whole benchmark must stay under ten minutes.
   if (ONLY.has('https')) await httpsPhase({ work, origin, originTls, results, log, interleaved, seconds: Math.min(5, SECONDS) });
@@ -272,7 +324,8 @@ async function main() {
       const empty = which.name === 'empty cache';
       const dir = empty ? `${emptyDir}-${round}` : filledDir;
       mkdirSync(dir, { recursive: true });
-      const p = await startOurs(work, 'startup', flags, dir);
+      // Read through a pipe: polling a log file would add its interval to the figure.
+      const p = await startOurs(work, 'startup', flags, dir, { log: 'pipe' });
       const before = await origin.count();
       const t = performance.now();
       const r = await get(`${origin.base}/1k.bin?startup=${round + 1}`, p.port);
@@ -310,11 +363,10 @@ function report(write = true) {
     const rows = [];
     for (const object of Object.keys(f.hits)) {
       const h = f.hits[object];
-      for (const name of ['direct', 'caching-proxy', 'Traffic Server', 'Squid']) {
-        const key = name === 'caching-proxy' ? 'ours' : name;
+      for (const [key, name] of SYSTEM_ROWS) {
         const s = h[key];
         if (!s) continue;
-        const note = key === 'direct' ? '(nginx, no proxy; one run)' : h.cached[key] === false || s.originRequests > 0 ? `NOT CACHED (${s.originRequests} origin requests)` : '';
+        const note = key === 'direct' ? '(nginx, no proxy; one run)' : h.cached[key] === false || s.originRequests > 0 ? `NOT CACHED (${s.originRequests} origin requests)` : logNote(s);
         const perCpu = key === 'ours' || key === 'direct' ? '' : fmtRatio(ratio(s.proxyCpuUsPerRequest.median, h.ours?.proxyCpuUsPerRequest.median));
         rows.push([`${object} hit`, name, cell(s.reqPerSec), cell(s.p99Ms, 2), key === 'direct' ? '–' : cell(s.proxyCpuUsPerRequest, 1), key === 'ours' ? '' : fmtRatio(ratio(h.ours?.reqPerSec.median, s.reqPerSec.median)), perCpu, note]);
       }
@@ -322,28 +374,47 @@ function report(write = true) {
       target(`${object} hit req/s vs Traffic Server`, fmtRatio(vsAts), '≥ 1.00×', vsAts >= 1 && h.ours.originRequests === 0);
       const cpuVsAts = ratio(h['Traffic Server']?.proxyCpuUsPerRequest.median, h.ours?.proxyCpuUsPerRequest.median);
       target(`  same, by CPU per request (noise-proof)`, fmtRatio(cpuVsAts), '≥ 1.00×', cpuVsAts >= 1 && h.ours.originRequests === 0);
+      if (h['ours-quiet']) {
+        const share = 1 - h['ours-quiet'].proxyCpuUsPerRequest.median / h.ours.proxyCpuUsPerRequest.median;
+        target(`  log lines' share of a ${object} hit (CPU, file vs --quiet)`, `${fmt(share * 100, 0)}%`, '(small)', null);
+      }
     }
-    out.push('Cache hits ("per CPU": the other\'s proxy CPU per request ÷ ours, which other load on the machine hardly moves)');
+    out.push('Cache hits ("per CPU": the other\'s proxy CPU per request ÷ ours, which other load on the machine hardly moves). Ours in the default configuration: a log line per request, to a file');
     out.push(table(['figure', 'system', 'req/s', 'p99 ms', 'proxy CPU µs/req', 'ours ÷ this', 'per CPU', 'note'], rows));
     out.push('');
   }
   if (f.passthrough) {
     const p = f.passthrough;
-    const rows = ['direct', 'ours', 'http-proxy'].filter((k) => p[k]).map((k) => [
-      k === 'ours' ? 'caching-proxy' : k,
+    const rows = SYSTEM_ROWS.filter(([k]) => p[k]).map(([k, name]) => [
+      name,
       cell(p[k].reqPerSec),
       cell(p[k].p99Ms, 2),
       k === 'direct' ? '–' : cell(p[k].proxyCpuUsPerRequest, 1),
       k === 'ours' ? '' : fmtRatio(ratio(p.ours?.reqPerSec.median, p[k].reqPerSec.median)),
       k === 'ours' || k === 'direct' ? '' : fmtRatio(ratio(p[k].proxyCpuUsPerRequest.median, p.ours?.proxyCpuUsPerRequest.median)),
+      logNote(p[k]),
     ]);
     out.push('Uncacheable pass-through (1 KiB, Cache-Control: no-store, one URL)');
-    out.push(table(['system', 'req/s', 'p99 ms', 'proxy CPU µs/req', 'ours ÷ this', 'per CPU'], rows));
+    out.push(table(['system', 'req/s', 'p99 ms', 'proxy CPU µs/req', 'ours ÷ this', 'per CPU', 'note'], rows));
     out.push('');
     const r = ratio(p.ours?.reqPerSec.median, p['http-proxy']?.reqPerSec.median);
     target('no-store pass-through vs http-proxy', fmtRatio(r), '≥ 2.00×', r >= 2);
     const rc = ratio(p['http-proxy']?.proxyCpuUsPerRequest.median, p.ours?.proxyCpuUsPerRequest.median);
     target('  same, by CPU per request', fmtRatio(rc), '≥ 2.00×', rc >= 2);
+  }
+  if (f.browser) {
+    const rows = [];
+    for (const [variant, b] of Object.entries(f.browser)) {
+      for (const [key, name] of SYSTEM_ROWS) {
+        const s = b[key];
+        if (!s) continue;
+        const share = s.misses + s.hits > 0 ? `${fmt((100 * s.misses) / (s.misses + s.hits), 1)}% misses` : '';
+        rows.push([variant, name, cell(s.reqPerSec), cell(s.p99Ms, 2), cell(s.proxyCpuUsPerRequest, 1), key === 'ours' ? '' : fmtRatio(ratio(s.proxyCpuUsPerRequest.median, b.ours?.proxyCpuUsPerRequest.median)), share, logNote(s)]);
+      }
+    }
+    out.push('Browser-like client (1 KiB objects; 48 connections of 20 requests each, one at a time; "misses first": the first request of each connection is for a URL never seen, the other 19 are hits on 20 stored assets)');
+    out.push(table(['client', 'system', 'req/s', 'p99 ms', 'proxy CPU µs/req', 'per CPU (this ÷ ours)', 'requests', 'note'], rows));
+    out.push('');
   }
   if (f.large) {
     const l = f.large;
@@ -423,6 +494,23 @@ function report(write = true) {
   writeFileSync(join(dir, 'latest.json'), JSON.stringify(results, null, 2));
   console.log('\n' + text);
   console.log(`\nraw results: ${file}`);
+}
+
+/** The rows of the tables, in order: result key and label. */
+const SYSTEM_ROWS = [
+  ['direct', 'direct'],
+  ['ours', 'caching-proxy'],
+  ['ours-pty', 'caching-proxy, log to a terminal (pty)'],
+  ['ours-quiet', 'caching-proxy --quiet (no log lines)'],
+  ['Traffic Server', 'Traffic Server'],
+  ['Squid', 'Squid'],
+  ['http-proxy', 'http-proxy'],
+];
+
+/** Evidence that log lines were written: bytes of log per request. */
+function logNote(s) {
+  const b = s?.logBytesPerRequest?.median;
+  return Number.isFinite(b) ? `log ${fmt(b)} B/req` : '';
 }
 
 function machineInfo() {

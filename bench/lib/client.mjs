@@ -106,3 +106,11 @@ export async function curlTransfer(url, proxyPort) {
   const [status, size, seconds] = out.trim().split(' ');
   return { status: Number(status), bytes: Number(size), seconds: Number(seconds), mbPerSec: Number(size) / Number(seconds) / 1e6 };
 }
+
+/** The browser-like client (browser.mjs) in its own process, pinned to the client CPU. */
+export async function browserLoad(options) {
+  const out = await run('taskset', ['-c', CLIENT_CPU, process.execPath, join(import.meta.dirname, 'browser.mjs'), JSON.stringify(options)]);
+  const m = /BROWSERJSON (\{.*\})/.exec(out);
+  if (!m) throw new Error(`the browser client printed no summary:\n${out}`);
+  return JSON.parse(m[1]);
+}

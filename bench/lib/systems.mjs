@@ -128,15 +128,73 @@ http {
   return origin;
 }
 
-/** Our proxy from its built CLI, pinned to the proxy CPU. */
+/**
+ * Our proxy from its built CLI, pinned to the proxy CPU, as users run it: `options.log` is
+ * - 'file' (default): log lines on, stdout and stderr appended to a file, as a service manager
+ *   or `>> proxy.log` takes them;
+ * - 'pty': log lines on, to a terminal: a pseudo-terminal read by util-linux `script` on the
+ *   client CPU, which copies them to a file (what a terminal emulator's reading costs the proxy);
+ * - 'pipe': log lines on, to a pipe this runner reads (start-up only: the runner is on the client CPU);
+ * - 'quiet': `--quiet`, the extra row.
+ */
 export async function startOurs(work, name, extraArgs = [], cacheDir = null, options = {}) {
   const dir = cacheDir ?? mkdir(join(work, name));
-  const args = [...(options.nodeArgs ?? []), options.cli ?? join(REPO, 'dist', 'cli.js'), '--port', '0', '--cache-dir', dir, '--quiet', ...extraArgs];
+  const log = options.log ?? 'file';
+  const cliArgs = [options.cli ?? join(REPO, 'dist', 'cli.js'), '--port', '0', '--cache-dir', dir, ...(log === 'quiet' ? ['--quiet'] : []), ...extraArgs];
+  const args = [...(options.nodeArgs ?? []), ...cliArgs];
+  const logFile = log === 'file' || log === 'pty' ? join(work, `${name.replace(/\W+/g, '_')}-${Date.now()}.log`) : null;
   const started = performance.now();
-  const child = spawnPinned(PROXY_CPU, process.execPath, args, { cwd: options.cwd ?? REPO });
-  const m = await waitForOutput(child, /listening on http:\/\/127\.0\.0\.1:(\d+)/, 120_000);
+  let child;
+  let pid;
+  if (logFile) {
+    const fd = openSync(logFile, 'a', 0o644);
+    if (log === 'pty') {
+      const command = ['exec', 'taskset', '-c', PROXY_CPU, process.execPath, ...args].join(' ');
+      child = spawnPinned(CLIENT_CPU, 'script', ['-qfec', command, '/dev/null'], { cwd: options.cwd ?? REPO, stdio: ['ignore', fd, fd] });
+    } else {
+      child = spawnPinned(PROXY_CPU, process.execPath, args, { cwd: options.cwd ?? REPO, stdio: ['ignore', fd, fd] });
+    }
+    closeSync(fd);
+  } else {
+    child = spawnPinned(PROXY_CPU, process.execPath, args, { cwd: options.cwd ?? REPO });
+  }
+  let port;
+  if (logFile) {
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(readFileSync(logFile, 'latin1').slice(0, 4096));
+      if (m) {
+        port = Number(m[1]);
+        break;
+      }
+      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`${name} did not start:\n${readFileSync(logFile, 'utf8').slice(-2000)}`);
+      await sleep(5);
+    }
+    pid = log === 'pty' ? childPid(child.pid) : child.pid;
+  } else {
+    port = Number((await waitForOutput(child, /listening on http:\/\/127\.0\.0\.1:(\d+)/, 120_000))[1]);
+    pid = child.pid;
+  }
   const listenMs = performance.now() - started;
-  return { name, kind: 'ours', port: Number(m[1]), child, pid: child.pid, cacheDir: dir, args: extraArgs, listenMs, stop: () => stopChild(child, 'SIGTERM', 20_000) };
+  const stop = async () => {
+    // Under `script` the proxy is signalled itself; script leaves when its child has.
+    if (pid !== child.pid) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        /* gone */
+      }
+    }
+    await stopChild(child, 'SIGTERM', 20_000);
+  };
+  return { name, kind: 'ours', log, logFile, port, child, pid, cacheDir: dir, args: extraArgs, listenMs, stop };
+}
+
+/** The one child of a process (script's shell execs into taskset and then node). */
+function childPid(parent) {
+  const children = readFileSync(`/proc/${parent}/task/${parent}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+  if (children.length !== 1) throw new Error(`expected one child of ${parent}, found ${children.join(', ') || 'none'}`);
+  return Number(children[0]);
 }
 
 /** http-proxy (Node) as a pass-through forward proxy with a keep-alive agent. */
