@@ -3,7 +3,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { eventLevel, formatEvent, type ProxyEvent } from '../core/events';
-import { CA_BUNDLE_FILE, CA_FILE, CLIENT_REJECTED_CA } from '../core/tls/names';
+import { CA_BUNDLE_FILE, CA_FILE, CLIENT_CLOSED_UNUSED, CLIENT_REJECTED_CA } from '../core/tls/names';
 import { Disposable, toDisposable } from './dispose';
 import type { UserOutput } from './output';
 import { ProxyController, type ProxyStartError, type ProxyRequestError } from './proxyController';
@@ -223,7 +223,7 @@ export class ProxyLifecycle extends Disposable {
       if (e.type === 'listening' || e.type === 'closed') continue; // the extension logs start/stop itself
       this.output.log(eventLevel(e), formatEvent(e));
       // Notices are rare, once-only conditions (cache dir not writable, disk full): worth a toast.
-      if (e.type === 'error' && e.code === CLIENT_REJECTED_CA) this.hintUntrustedCa(e.url ?? '');
+      if (e.type === 'error' && (e.code === CLIENT_REJECTED_CA || e.code === CLIENT_CLOSED_UNUSED)) this.hintUntrustedCa(e.url ?? '');
       if (e.type === 'notice' && (e.level === 'warn' || e.level === 'error')) {
         void this.output.notify(e.level === 'error' ? 'error' : 'warning', `Caching Proxy: ${e.message}`, 'Show Log').then((c) => {
           if (c) this.output.showLog();
@@ -241,7 +241,7 @@ export class ProxyLifecycle extends Disposable {
     this.hintedUntrustedCa = true;
     const host = target.replace(/:\d+$/, '');
     void this.output
-      .notify('warning', `Caching Proxy: a client rejected the HTTPS certificate for ${host}: it does not trust the proxy's local CA yet.`, 'Trust HTTPS Certificate…', 'Show Log')
+      .notify('warning', `Caching Proxy: a client rejected the HTTPS certificate for ${host} (or closed without a request): it may not trust the proxy's local CA yet.`, 'Trust HTTPS Certificate…', 'Show Log')
       .then((choice) => {
         if (choice === 'Trust HTTPS Certificate…') void vscode.commands.executeCommand('cachingProxy.trustCertificate');
         if (choice === 'Show Log') this.output.showLog();

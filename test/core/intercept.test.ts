@@ -185,6 +185,10 @@ describe('HTTPS interception', () => {
     assert.equal(rejected.code, 60, 'curl without our CA refuses the certificate');
     await waitFor(() => p.events.some((e) => e.type === 'error' && e.code === 'CLIENT_REJECTED_CA'), 'the rejected-certificate event');
 
+    // Node's client (as npm's) rejects our certificate after the handshake and just closes: still said.
+    await assert.rejects(tlsThroughProxy(p.port, authority, { servername: 'localhost' }), /UNABLE_TO_VERIFY_LEAF_SIGNATURE|unable to verify/);
+    await waitFor(() => p.events.some((e) => e.type === 'error' && e.code === 'CLIENT_CLOSED_UNUSED' && /closed its connection to localhost/.test(e.message)), 'the closed-unused event');
+
     await assert.rejects(tlsThroughProxy(p.port, authority, { ca: ourCa, servername: 'elsewhere.example' }));
     await waitFor(() => p.events.some((e) => e.type === 'error' && /not the CONNECT host/.test(e.message)), 'the SNI event');
 

@@ -8,7 +8,7 @@ import { NoProxyList } from '../noProxy';
 import type { ConnectTarget } from '../target';
 import { loadOrCreateCa, type LocalCa } from './ca';
 import { LeafCertificates } from './leaves';
-import { CLIENT_REJECTED_CA } from './names';
+import { CLIENT_CLOSED_UNUSED, CLIENT_REJECTED_CA } from './names';
 
 /** The TLS alerts a client sends when it does not trust the certificate it was shown. */
 const REJECTED_CERTIFICATE = new Set([
@@ -133,6 +133,12 @@ export class Interceptor {
       markIntercepted(socket, site);
       serve(socket);
     });
+    socket.once('end', () => {
+      if (secured) return;
+      // Node's TLS client (npm, undici) rejects a certificate it does not trust by closing, without an alert.
+      fail(`the client closed its connection to ${target.hostname} during the TLS handshake: if it rejected the proxy's certificate (Node and npm say so only on their side), trust ${this.ca.certPath} (for npm: --cafile ${this.ca.bundlePath})`, CLIENT_CLOSED_UNUSED);
+      socket.destroy();
+    });
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (secured) return;
       if (err.code !== undefined && REJECTED_CERTIFICATE.has(err.code)) {
@@ -140,7 +146,7 @@ export class Interceptor {
       } else if (sniProblem !== null) {
         fail(`TLS handshake refused: ${sniProblem}`, 'ERR_TLS_SNI');
       } else if (err.code === 'ECONNRESET' || err.message.includes('socket disconnected')) {
-        fail(`the client closed the connection during the TLS handshake for ${target.hostname} (did it reject the proxy's certificate? trust ${this.ca.certPath})`, err.code);
+        fail(`the client closed its connection to ${target.hostname} during the TLS handshake: if it rejected the proxy's certificate, trust ${this.ca.certPath}`, CLIENT_CLOSED_UNUSED);
       } else {
         fail(`TLS handshake with the client for ${target.hostname} failed: ${err.message}`, err.code);
       }

@@ -8,3 +8,5 @@ export const CA_KEY_FILE = 'ca-key.pem';
 export const CA_BUNDLE_FILE = 'ca-bundle.pem';
 /** The extension hints at trusting the CA when it sees this code on an error event. */
 export const CLIENT_REJECTED_CA = 'CLIENT_REJECTED_CA';
+/** A client closed during the TLS handshake, without an alert: what Node and npm do when they reject the certificate. */
+export const CLIENT_CLOSED_UNUSED = 'CLIENT_CLOSED_UNUSED';
