@@ -195,7 +195,13 @@ test('Start Recording: the save dialog, the status bar shows recording, Stop Rec
   // The save dialog proposes recording-<time>.har in the workspace folder: accept it.
   const input = page.locator('.quick-input-widget input');
   await input.waitFor({ state: 'visible' });
-  assert.match(await input.inputValue(), /recording-[\d-T]+\.har$/);
+  // The simple dialog shows the folder first and fills the proposed name in a moment later.
+  let proposed = '';
+  for (const deadline = Date.now() + 10_000; Date.now() < deadline; await page.waitForTimeout(100)) {
+    proposed = await input.inputValue();
+    if (/recording-[\d-T]+\.har$/.test(proposed)) break;
+  }
+  assert.match(proposed, /recording-[\d-T]+\.har$/);
   await page.keyboard.press('Enter');
   await page.locator('.notifications-toasts .notification-toast', { hasText: 'recording every exchange to' }).waitFor();
   await statusItem('recording').waitFor();
