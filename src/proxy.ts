@@ -223,8 +223,10 @@ function handlerLanes(
   if (config.cache.policy === 'replay' && parts.replay) {
     lanes = { handler: replayHandler(parts.replay, config.har.replayMiss === 'forward' ? parts.originRef : null), quick: [null, null] };
   }
-  // Inside the recording: a recording shows the delays and failures the client saw.
+  // The one RuleSet of this configuration: the cache's per-request settings and the shaping.
   const rules = RuleSet.of(config.rules, config.presets);
+  parts.cache.setRules(rules);
+  // Inside the recording: a recording shows the delays and failures the client saw.
   lanes = { handler: shapingHandler(rules, lanes.handler), quick: shapingQuickLanes(rules, lanes.quick) };
   if (parts.recorder) {
     const options = { maxBodyBytes: Math.floor(config.har.recordMaxBodyMB * 1024 * 1024), redact: config.har.redact };

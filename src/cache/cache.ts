@@ -16,13 +16,19 @@ import { CacheReport } from './report';
 import { Revalidation } from './revalidate';
 import { answerableAtOnce, isUnconditional, plainKey, policyRequestHeaders } from './rules';
 import { StoredAnswers } from './serve';
-import { settingsFor, type CacheSettings } from './settings';
+import { RuleSet } from '../rules/ruleSet';
+import { quickPolicy, settingsFor, type CacheSettings, type SettingsRequest } from './settings';
 import { Store } from './store';
 import { Storing } from './storing';
 import type { CacheDeps, CacheEntrySummary, CacheStats, HttpCache, ResponseToStore, StoreOutcome, StoredResponse } from './types';
 import { bypass, forwardUnsafe, gatewayTimeout } from './uncached';
 
 const RESOLVED = Promise.resolve();
+
+/** Whether a policy lets stored entries answer requests at once (`offline` ones go the ordinary way, `off` ones are never answered from the cache). */
+function servesStored(policy: CacheSettings['policy']): boolean {
+  return policy !== 'offline' && policy !== 'off';
+}
 
 /**
  * The request flow of the cache: look the request up, then answer it one way — fresh from the
@@ -31,6 +37,7 @@ const RESOLVED = Promise.resolve();
  */
 export class Cache implements HttpCache {
   private config: CacheConfig;
+  private rules = RuleSet.EMPTY;
   private readonly report: CacheReport;
   private readonly store: Store;
   private readonly fills: Fills;
@@ -51,11 +58,11 @@ export class Cache implements HttpCache {
     private readonly deps: CacheDeps,
   ) {
     this.config = config;
-    const settings = (href: string) => this.settingsFor(href);
+    const policyFor = (href: string, headers: Record<string, string>) => quickPolicy(this.config, this.rules, href, headers);
     this.report = new CacheReport(deps.events);
     this.store = new Store(config, this.report);
     this.fills = new Fills(this.report);
-    this.answers = new StoredAnswers(this.store, this.report, (ex, entry) => this.miss(ex, entry.key, 'miss', this.settingsFor(ex.url.href)));
+    this.answers = new StoredAnswers(this.store, this.report, (ex, entry) => this.miss(ex, entry.key, 'miss', this.settingsFor(ex.url, ex.req.headers, ex.method)));
     this.prefetcher = new Prefetcher(
       (href) => this.store.hasUrl(href) || this.fills.has(plainKey(href)),
       (href) => this.prefetch(href),
@@ -75,28 +82,42 @@ export class Cache implements HttpCache {
       answers: this.answers,
       storing: this.storing,
       fills: this.fills,
-      settingsFor: settings,
+      settingsForEntry: (entry) => this.settingsForEntry(entry),
       shutdown: this.shutdown.signal,
     });
-    this.quick = quickResponder(this.store, this.report, settings);
-    this.quickPass = this.marks.quickPass(settings, (href) => this.store.hasUrl(href), this.report);
+    this.quick = quickResponder(this.store, this.report, policyFor);
+    this.quickPass = this.marks.quickPass(policyFor, (href) => this.store.hasUrl(href), this.report);
   }
 
   async init(): Promise<void> {
     await this.store.open();
   }
 
-  /** The settings that apply to a request: the one place they are chosen. */
-  private settingsFor(href: string): CacheSettings {
-    return settingsFor(this.config, href);
+  /** The settings that apply to a request: the one place they are chosen (global, or a rule's over them). */
+  private settingsFor(url: URL | string, headers: SettingsRequest['headers'] = {}, method = 'GET'): CacheSettings {
+    return settingsFor(this.config, this.rules, url, { method, headers });
+  }
+
+  /** The settings a stored entry is refreshed under: its rule's while that rule is in force, else what its URL matches now. */
+  private settingsForEntry(entry: Entry): CacheSettings {
+    const rule = entry.meta?.rule === undefined ? null : this.rules.named(entry.meta.rule);
+    return rule ? settingsFor(this.config, RuleSet.of([rule.spec]), entry.url) : this.settingsFor(entry.url, entry.meta?.requestHeaders);
+  }
+
+  /** Rules and presets in force from now on (entries stored under earlier ones keep their lifetimes). */
+  setRules(rules: RuleSet): void {
+    if (rules === this.rules) return;
+    this.rules = rules;
+    // What could not be stored under the old rules may be storable under the new ones.
+    this.marks.clear();
   }
 
   readonly handler = (ex: Exchange): Promise<void> => {
     // The fresh-hit fast path: synchronous, no policy evaluation, headers prepared at store time.
-    if (answerableAtOnce(ex.method, ex.req.headers) && this.settingsFor(ex.url.href).policy !== 'offline') {
+    if (answerableAtOnce(ex.method, ex.req.headers) && servesStored(quickPolicy(this.config, this.rules, ex.url.href, ex.req.headers))) {
       const entry = this.store.freshInMemory(ex.url.href, ex.req.headers);
       if (entry !== null) {
-        this.answers.serveFromMemory(ex, entry, hitStatus(ttlSeconds(entry)));
+        this.answers.serveFromMemory(ex, entry, hitStatus(ttlSeconds(entry), entry.meta!.rule));
         return RESOLVED;
       }
     }
@@ -106,12 +127,14 @@ export class Cache implements HttpCache {
   // ---------------------------------------------------------------- the flow
 
   private async handle(ex: Exchange, waited = false): Promise<void> {
-    const settings = this.settingsFor(ex.url.href);
+    const settings = this.settingsFor(ex.url, ex.req.headers, ex.method);
     const withBody = requestHasBody(ex.req.headers);
     if (settings.policy === 'offline') {
-      if (withBody) return gatewayTimeout(ex, cacheStatus({ detail: 'offline' }), `offline: a ${ex.method} with a body cannot be answered from the cache`);
-      return this.offline(ex);
+      if (withBody) return gatewayTimeout(ex, cacheStatus({ detail: 'offline', rule: settings.rule }), `offline: a ${ex.method} with a body cannot be answered from the cache`);
+      return this.offline(ex, settings);
     }
+    // A rule switched caching off for these requests: forwarded as they are, nothing stored or served.
+    if (settings.policy === 'off') return bypass(this.deps.origin, ex, cacheStatus({ fwd: 'bypass', detail: 'policy-off', rule: settings.rule }));
     if (ex.method !== 'GET' && ex.method !== 'HEAD') return forwardUnsafe(this.deps.origin, this.store, ex);
     if (withBody) return bypass(this.deps.origin, ex, cacheStatus({ fwd: 'bypass', detail: 'request-body' }));
 
@@ -139,12 +162,12 @@ export class Cache implements HttpCache {
     const mayServeStored = !staleForbidden && !reload;
 
     // Fresh.
-    if (!evaluation.revalidation && mayServeStored) return this.answers.serve(ex, entry, hitStatus(ttlSeconds(entry)));
+    if (!evaluation.revalidation && mayServeStored) return this.answers.serve(ex, entry, hitStatus(ttlSeconds(entry), meta.rule));
     if (evaluation.response && evaluation.revalidation && !evaluation.revalidation.synchronous && mayServeStored) {
       // stale-while-revalidate: answer now, refresh behind the client's back.
       this.report.event('served-stale', href, { key, reason: 'stale-while-revalidate', status: entry.status });
       void this.revalidation.background(entry);
-      return this.answers.serve(ex, entry, cacheStatus({ hit: true, ttl: ttlSeconds(entry), detail: 'stale-while-revalidate' }));
+      return this.answers.serve(ex, entry, cacheStatus({ hit: true, ttl: ttlSeconds(entry), detail: 'stale-while-revalidate', rule: meta.rule }));
     }
     if (onlyIfCached) return gatewayTimeout(ex, cacheStatus({ detail: 'only-if-cached' }), `only-if-cached: the stored response for ${href} needs revalidation`);
     // A HEAD never refreshes the stored GET; forward it as is.
@@ -178,7 +201,7 @@ export class Cache implements HttpCache {
       const entry = await this.store.find(await this.store.resolveKey(href, ex.req.headers));
       if (entry) {
         this.report.hits++;
-        return this.answers.serve(ex, entry, cacheStatus({ fwd, collapsed: true }), false);
+        return this.answers.serve(ex, entry, cacheStatus({ fwd, collapsed: true, rule: settings.rule }), false);
       }
       // It was not stored (no-store, too large, failed): fetch for ourselves.
     }
@@ -203,7 +226,7 @@ export class Cache implements HttpCache {
       delete headers['if-modified-since'];
     }
     const admission = this.admit(href, settings);
-    ex.cacheOutcome = cacheStatus({ fwd });
+    ex.cacheOutcome = cacheStatus({ fwd, rule: settings.rule });
     const upstream = await this.deps.origin.fetch({ method: 'GET', url: ex.url, headers, ...clientBound(ex, fill) });
     const plan = { url: ex.url, href, fwd, settings, requestHeaders: ex.req.headers, replacing: null, prefetch: false, fill, deferClient };
     return this.storing.storeOrRelay(ex, upstream, plan, admission);
@@ -233,15 +256,15 @@ export class Cache implements HttpCache {
   }
 
   /** The `offline` policy: only what is stored, fresh or not; the origin is never contacted. */
-  private async offline(ex: Exchange): Promise<void> {
-    const offline = cacheStatus({ detail: 'offline' });
+  private async offline(ex: Exchange, settings: CacheSettings): Promise<void> {
+    const offline = cacheStatus({ detail: 'offline', rule: settings.rule });
     if (ex.method !== 'GET' && ex.method !== 'HEAD') {
       return gatewayTimeout(ex, offline, `offline: the cache policy is "offline", so ${ex.method} requests cannot reach ${ex.url.host}`);
     }
     const entry = await this.lookup(await this.store.resolveKey(ex.url.href, ex.req.headers));
     if (entry) {
       if (!isFresh(entry)) this.report.event('served-stale', entry.url, { key: entry.key, reason: 'offline', status: entry.status });
-      return this.answers.serve(ex, entry, cacheStatus({ hit: true, ttl: ttlSeconds(entry), detail: 'offline' }));
+      return this.answers.serve(ex, entry, cacheStatus({ hit: true, ttl: ttlSeconds(entry), detail: 'offline', rule: entry.meta!.rule ?? settings.rule }));
     }
     this.report.miss(ex.url.href);
     return gatewayTimeout(ex, offline, `offline: ${ex.url.href} is not in the cache (the cache policy is "offline")`);
@@ -250,7 +273,12 @@ export class Cache implements HttpCache {
   // ---------------------------------------------------------------- operations for the UI
 
   list(limit?: number): Promise<CacheEntrySummary[]> {
-    return listEntries(this.store, limit);
+    return listEntries(this.store, (entry) => this.ruleOf(entry), limit);
+  }
+
+  /** For the UI: the rule an entry was stored under, or (metadata not read since a restart) the one its URL matches now. */
+  private ruleOf(entry: Entry): string | undefined {
+    return entry.meta?.rule ?? this.settingsFor(entry.url, entry.meta?.requestHeaders).rule ?? undefined;
   }
 
   read(key: string): Promise<StoredResponse | null> {
@@ -258,7 +286,7 @@ export class Cache implements HttpCache {
   }
 
   storeResponse(response: ResponseToStore): Promise<StoreOutcome> {
-    return this.storing.storeWhole(response, this.settingsFor(new URL(response.url).href));
+    return this.storing.storeWhole(response, this.settingsFor(response.url, response.requestHeaders));
   }
 
   purge(key: string): Promise<boolean> {
@@ -278,7 +306,7 @@ export class Cache implements HttpCache {
     if (!entry) return null;
     await this.revalidation.background(entry);
     const now = await this.store.find(key, false);
-    return now ? summarise(now) : null;
+    return now ? summarise(now, this.ruleOf(now)) : null;
   }
 
   stats(): CacheStats {

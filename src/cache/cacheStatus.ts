@@ -3,6 +3,8 @@
  * `fwd` says why the origin was asked: miss, vary-miss, stale, request (the client asked for
  * revalidation), method (an unsafe method), bypass.
  */
+import { ruleParam } from '../rules/shaping';
+
 export type Forward = 'miss' | 'vary-miss' | 'stale' | 'request' | 'method' | 'bypass';
 
 export interface CacheStatusParts {
@@ -14,6 +16,8 @@ export interface CacheStatusParts {
   stored?: true;
   collapsed?: true;
   detail?: string;
+  /** The rule whose settings applied (a parameter of our own; RFC 9211 §2.8 lets caches add them). */
+  rule?: string | null;
 }
 
 /** The parameters, in the RFC's order: `hit; ttl=60`, `fwd=stale; fwd-status=304; ttl=60`. */
@@ -26,12 +30,13 @@ export function cacheStatus(p: CacheStatusParts): string {
   if (p.stored) out.push('stored');
   if (p.collapsed) out.push('collapsed');
   if (p.detail !== undefined) out.push(`detail=${p.detail}`);
+  if (p.rule) out.push(ruleParam(p.rule));
   return out.join('; ');
 }
 
 /** A fresh hit: on the hot path, so built without the general builder. */
-export function hitStatus(ttl: number): string {
-  return `hit; ttl=${ttl}`;
+export function hitStatus(ttl: number, rule?: string): string {
+  return rule === undefined ? `hit; ttl=${ttl}` : `hit; ttl=${ttl}; ${ruleParam(rule)}`;
 }
 
 /** What an origin answer to a forwarded request is reported with: a miss names no fwd-status. */

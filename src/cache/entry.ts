@@ -30,6 +30,8 @@ export interface LoadedMeta {
   quick?: QuickAnswer;
   quickSecond?: number;
   quickAsked: number;
+  /** The rule the entry was stored under (src/rules/), named in its hits' Cache-Status and in the UI. Not persisted. */
+  rule?: string;
 }
 
 /** One stored response: its index record, and what of it is loaded. */

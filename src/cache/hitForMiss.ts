@@ -45,10 +45,10 @@ export class HitForMiss {
    * stored are forwarded without the cache. Should the origin's answer change in what decides
    * storability, the mark goes and the next request takes the ordinary path again.
    */
-  quickPass(settingsFor: (href: string) => CacheSettings, hasStoredVariant: (href: string) => boolean, report: CacheReport): QuickPassThrough {
+  quickPass(policyFor: (href: string, headers: Record<string, string>) => CacheSettings['policy'], hasStoredVariant: (href: string) => boolean, report: CacheReport): QuickPassThrough {
     return {
       decide: (request) => {
-        if (settingsFor(request.href).policy === 'offline' || !asksOnlyForStored(request.headers) || request.headers.authorization !== undefined) return null;
+        if (policyFor(request.href, request.headers) === 'offline' || !asksOnlyForStored(request.headers) || request.headers.authorization !== undefined) return null;
         const mark = this.marks.get(request.href);
         // Stored variants of the URL (Vary): the ordinary path chooses among them.
         if (mark === undefined || !mark.quick || hasStoredVariant(request.href)) return null;

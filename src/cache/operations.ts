@@ -9,7 +9,8 @@ import type { CacheEntrySummary, CacheStats, StoredResponse } from './types';
 
 const SUMMARY_HEADERS = ['etag', 'last-modified', 'cache-control', 'expires', 'vary', 'content-type', 'content-encoding'];
 
-export function summarise(entry: Entry): CacheEntrySummary {
+/** `rule`: the rule the entry is stored under, if any (see Cache.ruleOf). */
+export function summarise(entry: Entry, rule?: string): CacheEntrySummary {
   const headers: Record<string, string> = {};
   if (entry.meta) {
     for (const name of SUMMARY_HEADERS) {
@@ -29,12 +30,13 @@ export function summarise(entry: Entry): CacheEntrySummary {
     hits: entry.hits,
     contentType: entry.contentType,
     headers,
+    ...(rule === undefined ? {} : { rule }),
   };
 }
 
-/** Most recently used first; at most `limit` (the UI's default: LIST_LIMIT). */
-export async function listEntries(store: Store, limit?: number): Promise<CacheEntrySummary[]> {
-  return (await store.list(limit)).map(summarise);
+/** Most recently used first; at most `limit` (the UI's default: LIST_LIMIT). `ruleOf`: the rule each entry is stored under. */
+export async function listEntries(store: Store, ruleOf: (entry: Entry) => string | undefined, limit?: number): Promise<CacheEntrySummary[]> {
+  return (await store.list(limit)).map((entry) => summarise(entry, ruleOf(entry)));
 }
 
 export async function readEntry(store: Store, key: string): Promise<StoredResponse | null> {

@@ -14,9 +14,10 @@ const QUICK_COPY_MAX = 16 * 1024;
 const QUICK_HOT_REQUESTS = 4;
 
 /** The server's quick path (plain GET/HEAD, no body): a fresh in-memory hit, serialised, or null. */
-export function quickResponder(store: Store, report: CacheReport, settingsFor: (href: string) => CacheSettings): QuickResponder {
+export function quickResponder(store: Store, report: CacheReport, policyFor: (href: string, headers: Record<string, string>) => CacheSettings['policy']): QuickResponder {
   return (request) => {
-    if (settingsFor(request.href).policy === 'offline' || !asksOnlyForStored(request.headers)) return null;
+    const policy = policyFor(request.href, request.headers);
+    if (policy === 'offline' || policy === 'off' || !asksOnlyForStored(request.headers)) return null;
     const entry = store.freshInMemory(request.href, request.headers);
     if (entry === null || responseHasNoBody('GET', entry.status)) return null;
     report.hit(entry);
@@ -45,7 +46,7 @@ function quickAnswer(entry: Entry, meta: LoadedMeta, body: Buffer, headOnly: boo
     meta.quickAsked = 1;
     meta.quick = undefined;
   }
-  const outcome = hitStatus(Math.round((entry.freshUntil - now) / 1000));
+  const outcome = hitStatus(Math.round((entry.freshUntil - now) / 1000), meta.rule);
   const fixed = (meta.quickFixed ??= quickFixedPart(entry.status, meta, body.length));
   // The stored Date is the origin's; entries stored before it was kept get today's.
   const date = meta.quickDated ? '' : `Date: ${httpDate(second)}\r\n`;

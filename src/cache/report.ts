@@ -6,6 +6,7 @@ export interface CacheEventDetail {
   reason?: string;
   size?: number;
   status?: number;
+  rule?: string;
 }
 
 /** What the cache tells the world: cache events, notices, and the hit and miss counts. */

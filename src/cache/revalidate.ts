@@ -20,7 +20,8 @@ export interface RevalidationDeps {
   answers: StoredAnswers;
   storing: Storing;
   fills: Fills;
-  settingsFor: (href: string) => CacheSettings;
+  /** The settings a stored entry is refreshed under: those of the rule it was stored under, if still in force. */
+  settingsForEntry: (entry: Entry) => CacheSettings;
   /** Aborts background revalidations when the cache closes. */
   shutdown: AbortSignal;
 }
@@ -47,11 +48,11 @@ export class Revalidation {
       if (err instanceof ProxyError && err.status === 499) throw err;
       if (stillUsableOnError(meta.policy, policyReq)) {
         report.event('served-stale', href, { key: entry.key, reason: 'stale-if-error', status: entry.status });
-        return answers.serve(ex, entry, cacheStatus({ fwd, ttl: ttlSeconds(entry), detail: 'stale-if-error' }));
+        return answers.serve(ex, entry, cacheStatus({ fwd, ttl: ttlSeconds(entry), detail: 'stale-if-error', rule: settings.rule }));
       }
       if (settings.serveStaleIfOffline && !meta.neverStale && err instanceof ProxyError && err.status >= 500) {
         report.event('served-stale', href, { key: entry.key, reason: 'origin-unreachable', status: entry.status });
-        return answers.serve(ex, entry, cacheStatus({ fwd, ttl: ttlSeconds(entry), detail: 'origin-unreachable' }));
+        return answers.serve(ex, entry, cacheStatus({ fwd, ttl: ttlSeconds(entry), detail: 'origin-unreachable', rule: settings.rule }));
       }
       throw err;
     }
@@ -60,7 +61,7 @@ export class Revalidation {
       upstream.resume();
       const unconditional = isUnconditional(ex.req.headers);
       if (this.refreshFrom304(entry, policyReq, upstream, unconditional)) {
-        return answers.serve(ex, entry, cacheStatus({ fwd, fwdStatus: 304, ttl: ttlSeconds(entry) }));
+        return answers.serve(ex, entry, cacheStatus({ fwd, fwdStatus: 304, ttl: ttlSeconds(entry), rule: settings.rule }));
       }
       if (unconditional) {
         // A 304 for a representation we do not have, and a client without a copy of its own:
@@ -70,14 +71,14 @@ export class Revalidation {
         return this.d.storing.storeOrRelay(ex, full, { url: ex.url, href, fwd, settings, requestHeaders: ex.req.headers, replacing: null, prefetch: false, fill }, null);
       }
       // The 304 is about the client's own copy, not ours: hand it on.
-      const value = cacheStatus({ fwd, fwdStatus: 304 });
+      const value = cacheStatus({ fwd, fwdStatus: 304, rule: settings.rule });
       ex.cacheOutcome = value;
       return ex.relay(upstream, cacheStatusField(value));
     }
     if (status >= 500 && stillUsableOnError(meta.policy, policyReq, { status, headers: policyResponseHeaders(upstream.rawHeaders) })) {
       upstream.resume();
       report.event('served-stale', href, { key: entry.key, reason: 'stale-if-error', status: entry.status });
-      return answers.serve(ex, entry, cacheStatus({ fwd, fwdStatus: status, ttl: ttlSeconds(entry), detail: 'stale-if-error' }));
+      return answers.serve(ex, entry, cacheStatus({ fwd, fwdStatus: status, ttl: ttlSeconds(entry), detail: 'stale-if-error', rule: settings.rule }));
     }
     return this.d.storing.storeOrRelay(ex, upstream, { url: ex.url, href, fwd, settings, requestHeaders: ex.req.headers, replacing: entry, prefetch: false, fill }, null);
   }
@@ -111,7 +112,7 @@ export class Revalidation {
       upstream.resume();
       return;
     }
-    const settings = this.d.settingsFor(entry.url);
+    const settings = this.d.settingsForEntry(entry);
     await this.d.storing.storeOrRelay(null, upstream, { url, href: entry.url, fwd: 'stale', settings, requestHeaders: meta.requestHeaders, replacing: entry, prefetch: false, fill }, null);
   }
 
@@ -132,6 +133,7 @@ export class Revalidation {
     const policy = notModifiedPolicy(meta.policy, policyReq, { status: 304, headers });
     if (policy === null) return false;
     entry.meta = loadMeta(policy, meta.statusMessage, mergeNotModified(meta.raw, upstream.rawHeaders), meta.requestHeaders);
+    entry.meta.rule = meta.rule;
     entry.freshUntil = freshUntil(policy);
     entry.storedAt = Date.now();
     this.d.store.saveMeta(entry);

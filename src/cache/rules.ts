@@ -158,6 +158,12 @@ export function storeDecision(
   const req = { url: href, method: 'GET', headers: requestHeaders };
   const headers = normalisedResponse(received);
   if (settings.policy === 'always') return forcedLifetime(settings, req, status, headers);
+  if (settings.policy === 'immutable') {
+    const standard = { ...settings, policy: 'standard' as const };
+    // Not the artifact (a 404 before it is published, a redirect): stored only as the origin says, never pinned by the rule's lifetime.
+    if (status !== 200) return storeDecision({ ...standard, ttl: 0 }, href, requestHeaders, status, headers);
+    return storeDecision(standard, href, requestHeaders, status, immutableHeaders(headers, settings.ttl));
+  }
   const shared = settings.policy !== 'private';
   const cc = parseCacheControl(headers['cache-control']);
   const explicit = statesFreshness(shared, cc, headers);
@@ -175,6 +181,25 @@ export function storeDecision(
     return { policy: newPolicy(req, { status: judgedStatus, headers: withTtl }, options) };
   }
   return { policy };
+}
+
+/** Directives about freshness and reuse that a rule's `immutable` replaces with its own lifetime. */
+const FRESHNESS_DIRECTIVES = new Set(['max-age', 's-maxage', 'no-cache', 'must-revalidate', 'proxy-revalidate', 'immutable', 'stale-while-revalidate', 'stale-if-error']);
+
+/**
+ * `immutable` (a rule's policy for versioned artifacts: a .deb, a tarball named by its version):
+ * a 200 is fresh for the rule's `ttl`, whatever the origin says of freshness, which many mirrors
+ * get wrong (nothing at all, or max-age=0). What the origin says of storing still holds:
+ * `no-store`, `private`, an authenticated request, `Set-Cookie` keep it out as under `standard`.
+ */
+function immutableHeaders(headers: Record<string, string | string[]>, ttl: number): Record<string, string | string[]> {
+  const kept = [...parseCacheControl(headers['cache-control']).entries()]
+    .filter(([name]) => !FRESHNESS_DIRECTIVES.has(name))
+    .map(([name, value]) => (value === true ? name : `${name}=${value}`));
+  const forced: Record<string, string | string[]> = { ...headers, 'cache-control': [...kept, `max-age=${Math.floor(ttl)}`].join(', ') };
+  delete forced.expires;
+  delete forced.pragma;
+  return forced;
 }
 
 /** `always`: every 2xx GET lives `ttl` seconds, whatever its headers and the request's say. */

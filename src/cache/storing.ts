@@ -66,12 +66,12 @@ export class Storing {
         marks.mark(plan.href, reason ?? 'not-storable', status, upstream.rawHeaders, plan.requestHeaders.authorization === undefined);
       }
       if (plan.replacing && status < 500) store.drop(plan.replacing, 'invalidated', `replaced by an unstorable ${status}`);
-      report.event('not-stored', plan.href, { reason: reason ?? 'not-storable', status });
+      report.event('not-stored', plan.href, { reason: reason ?? 'not-storable', status, rule: plan.settings.rule ?? undefined });
       if (!ex) {
         upstream.resume();
         return;
       }
-      const value = cacheStatus({ ...fwd, detail: reason ?? 'not-storable' });
+      const value = cacheStatus({ ...fwd, detail: reason ?? 'not-storable', rule: plan.settings.rule });
       ex.cacheOutcome = value;
       return ex.relay(upstream, cacheStatusField(value));
     }
@@ -90,7 +90,7 @@ export class Storing {
       vary: variants,
       contentType: typeof contentType === 'string' ? contentType : undefined,
     };
-    const stored = cacheStatus({ ...fwd, stored: true });
+    const stored = cacheStatus({ ...fwd, stored: true, rule: plan.settings.rule });
     if (ex && plan.deferClient) {
       ex.cacheOutcome = stored;
       await this.tee(null, upstream, plan, spec, stored);
@@ -140,7 +140,8 @@ export class Storing {
     writer.write(r.body);
     const outcome = await writer.end();
     if (typeof outcome === 'string') return { stored: false, reason: outcome };
-    report.event('stored', href, { key: spec.key, status: spec.status, size: r.body.length });
+    if (outcome.meta && settings.rule) outcome.meta.rule = settings.rule;
+    report.event('stored', href, { key: spec.key, status: spec.status, size: r.body.length, rule: settings.rule ?? undefined });
     return { stored: true, key: spec.key };
   }
 
@@ -241,13 +242,14 @@ export class Storing {
   /** Reports what became of a stored response. */
   private published(outcome: WriteOutcome, plan: Plan, spec: StoreSpec, size: number): void {
     const { store, report } = this.d;
-    const detail = { key: spec.key, status: spec.status, size };
+    const detail = { key: spec.key, status: spec.status, size, rule: plan.settings.rule ?? undefined };
     if (outcome === 'closed') return;
     if (typeof outcome === 'string') {
       report.event('not-stored', plan.href, { ...detail, reason: outcome });
       if (outcome === 'too-large' && plan.replacing) store.drop(plan.replacing, 'invalidated', 'replaced by a response too large to store');
       return;
     }
+    if (outcome.meta && plan.settings.rule) outcome.meta.rule = plan.settings.rule;
     if (plan.replacing) report.event('revalidated', plan.href, { ...detail, reason: 'replaced' });
     else if (plan.prefetch) report.event('prefetched', plan.href, detail);
     report.event('stored', plan.href, detail);

@@ -1,4 +1,5 @@
 import type { CacheConfig } from '../core/config';
+import type { RuleSet } from '../rules/ruleSet';
 import type { EventBus } from '../core/events';
 import type { Origin, QuickPassThrough, QuickResponder, RequestHandler } from '../core/exchange';
 
@@ -19,6 +20,8 @@ export interface CacheEntrySummary {
   contentType?: string;
   /** A few key response headers for tooltips: etag, last-modified, cache-control, vary, ... */
   headers: Record<string, string>;
+  /** The rule or preset part (src/rules/) the entry was stored under, e.g. "npm:tarball". */
+  rule?: string;
 }
 
 export interface StoredResponse {
@@ -73,6 +76,8 @@ export interface HttpCache {
   stats(): CacheStats;
   /** Applies new settings without losing what is stored (a new dir moves to that dir's store). */
   updateConfig(config: CacheConfig): Promise<void>;
+  /** The rules and presets in force (src/rules/); none until set. */
+  setRules(rules: RuleSet): void;
   /** Flushes pending writes and releases files. */
   close(): Promise<void>;
 }

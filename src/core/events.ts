@@ -103,6 +103,8 @@ export interface CacheEvent {
   reason?: string;
   size?: number;
   status?: number;
+  /** The rule (src/rules/) whose settings applied, if one did. */
+  rule?: string;
 }
 
 export type ProxyEvent =
@@ -196,7 +198,7 @@ export function formatEvent(e: ProxyEvent): string {
     case 'notice':
       return e.message;
     case 'cache': {
-      const extra = [e.reason, e.status !== undefined ? String(e.status) : undefined, e.size !== undefined ? formatBytes(e.size) : undefined]
+      const extra = [e.reason, e.status !== undefined ? String(e.status) : undefined, e.size !== undefined ? formatBytes(e.size) : undefined, e.rule !== undefined ? `rule ${e.rule}` : undefined]
         .filter(Boolean)
         .join(', ');
       return `cache ${e.action} ${e.url}${extra ? ` (${extra})` : ''}`;

@@ -184,7 +184,7 @@ function entryTooltip(e: CacheEntrySummary): vscode.MarkdownString {
   const md = new vscode.MarkdownString();
   md.appendMarkdown(`**${e.method} ${escapeMd(e.url)}**\n\n`);
   md.appendMarkdown(`Status ${e.status} · ${e.fresh ? `fresh for ${formatDuration(e.ttl)}` : `stale for ${formatDuration(e.ttl)}`} · ${e.hits} hits\n\n`);
-  md.appendMarkdown(`Stored ${new Date(e.storedAt).toLocaleString()}\n\n`);
+  md.appendMarkdown(`Stored ${new Date(e.storedAt).toLocaleString()}${e.rule ? ` under the rule \`${e.rule}\`` : ''}\n\n`);
   const headers = Object.entries(e.headers);
   if (e.contentType && !headers.some(([k]) => k.toLowerCase() === 'content-type')) headers.unshift(['content-type', e.contentType]);
   if (headers.length) md.appendCodeblock(headers.map(([k, v]) => `${k}: ${v}`).join('\n'), 'http');

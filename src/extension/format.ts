@@ -13,11 +13,11 @@ export function formatDuration(seconds: number): string {
   return `${Math.floor(s / 86_400)}d`;
 }
 
-/** `200 · 12.4 KB · fresh 4m · 3 hits`: what the tree shows next to a URL. */
+/** `200 · 12.4 KB · fresh 4m · 3 hits` (and `· rule npm:tarball` when a rule applied): what the tree shows next to a URL. */
 export function describeEntry(e: CacheEntrySummary): string {
   const freshness = e.fresh ? `fresh ${formatDuration(e.ttl)}` : `stale ${formatDuration(e.ttl)}`;
   const hits = `${e.hits} ${e.hits === 1 ? 'hit' : 'hits'}`;
-  return [String(e.status), formatBytes(e.size), freshness, hits].join(' · ');
+  return [String(e.status), formatBytes(e.size), freshness, hits, ...(e.rule ? [`rule ${e.rule}`] : [])].join(' · ');
 }
 
 /** Path and query of a URL, the label of an entry under its host. */

@@ -128,9 +128,19 @@ export class RuleSet {
 
   /** Some rule delays or fails requests: the server's quick lanes must ask before answering. */
   readonly shapes: boolean;
+  /** Some rule sets the `offline` or `off` policy, which changes what a stored entry may answer. */
+  readonly setsServingPolicy: boolean;
+  private readonly byName = new Map<string, CompiledRule>();
 
   private constructor(readonly rules: readonly CompiledRule[]) {
     this.shapes = rules.some((r) => r.spec.delay !== undefined || r.spec.fail !== undefined);
+    this.setsServingPolicy = rules.some((r) => r.spec.policy === 'offline' || r.spec.policy === 'off');
+    for (const r of rules) this.byName.set(r.name, r);
+  }
+
+  /** A rule by its name (the one an entry was stored under), if it is still in force. */
+  named(name: string): CompiledRule | null {
+    return this.byName.get(name) ?? null;
   }
 
   static of(rules: readonly RuleSpec[], presets: readonly PresetName[] = []): RuleSet {

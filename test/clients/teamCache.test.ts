@@ -68,9 +68,9 @@ test('team cache: a miss on proxy A is stored in Squid; proxy B (its own empty c
     // Squid (heuristic freshness from Last-Modified) serves the second one.
     const deb = `${origin.url}/pool/main/t/tool/tool_1.0_amd64.deb`;
     const debA = curlHead((await curl(['-x', a.url, '-D', '-', '-o', '/dev/null', deb])).stdout);
-    assert.equal(debA['cache-status'], 'caching-proxy; fwd=miss; stored');
-    const debB = await curl(['-x', b.url, '-D', '-', '-o', '/dev/null', '-w', '%{size_download}', deb]);
-    assert.equal(curlHead(debB.stdout)['cache-status'], 'caching-proxy; fwd=miss; stored');
+    assert.equal(debA['cache-status'], 'caching-proxy; fwd=miss; stored; rule="debian:package"');
+    const debB = await curl(['-x', b.url, '-D', '-', '-o', '/dev/null', deb]);
+    assert.equal(curlHead(debB.stdout)['cache-status'], 'caching-proxy; fwd=miss; stored; rule="debian:package"');
     assert.match(curlHead(debB.stdout)['x-cache'] ?? '', /^HIT from /);
     assert.equal(origin.count('/pool/main/t/tool/tool_1.0_amd64.deb'), 1);
   } finally {

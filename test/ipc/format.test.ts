@@ -32,6 +32,7 @@ const wire = (body: Buffer, headers: Record<string, string>, over: Partial<WireS
 test('tree descriptions read like "200 · 12.4 KB · fresh 4m · 3 hits"', () => {
   assert.equal(describeEntry(summary()), '200 · 12.4 KB · fresh 4m · 3 hits');
   assert.equal(describeEntry(summary({ fresh: false, ttl: -7200, hits: 1, size: 10, status: 404 })), '404 · 10 B · stale 2h · 1 hit');
+  assert.equal(describeEntry(summary({ ttl: 365 * 86_400, rule: 'npm:tarball' })), '200 · 12.4 KB · fresh 365d · 3 hits · rule npm:tarball');
   assert.deepEqual([formatDuration(59), formatDuration(60), formatDuration(86_400 * 3)], ['59s', '1m', '3d']);
   assert.equal(entryLabel(summary()), '/a/b.json?q=1');
   assert.equal(entryLabel(summary({ method: 'HEAD' })), 'HEAD /a/b.json?q=1');
