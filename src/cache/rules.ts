@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { IMMUTABLE_DEFAULT_TTL } from '../rules/spec';
 import { headerObject, headerValue, parseCacheControl, rawHeader } from './headers';
 import type { CacheSettings } from './settings';
 import { excludesType } from './settings';
@@ -161,8 +162,8 @@ export function storeDecision(
   if (settings.policy === 'immutable') {
     const standard = { ...settings, policy: 'standard' as const };
     // Not the artifact (a 404 before it is published, a redirect): stored only as the origin says, never pinned by the rule's lifetime.
-    if (status !== 200) return storeDecision({ ...standard, ttl: 0 }, href, requestHeaders, status, headers);
-    return storeDecision(standard, href, requestHeaders, status, immutableHeaders(headers, settings.ttl));
+    if (status !== 200) return storeDecision({ ...standard, ttl: null }, href, requestHeaders, status, headers);
+    return storeDecision(standard, href, requestHeaders, status, immutableHeaders(headers, settings.ttl ?? IMMUTABLE_DEFAULT_TTL));
   }
   const shared = settings.policy !== 'private';
   const cc = parseCacheControl(headers['cache-control']);
