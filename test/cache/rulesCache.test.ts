@@ -54,7 +54,7 @@ test('immutable (debian preset): an artifact without caching headers is stored f
     assert.equal(origin.count('/pool/main/plain_1.0_all.deb'), 1);
     const stored = p.events.find((e) => e.type === 'cache' && e.action === 'stored');
     assert.ok(stored && stored.type === 'cache' && stored.rule === 'debian:package', 'the stored event names the rule');
-    assert.equal(p.proxy.cache.list().find((e) => e.url === url)?.rule, 'debian:package', 'the entry list (the Cached URLs view) names the rule');
+    assert.equal((await p.proxy.cache.list()).find((e) => e.url === url)?.rule, 'debian:package', 'the entry list (the Cached URLs view) names the rule');
   }));
 
 test('immutable overrides max-age=0 and must-revalidate, never no-store; a 404 is not pinned', () =>
