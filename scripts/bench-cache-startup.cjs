@@ -1,7 +1,9 @@
 // The disk store with N stored entries of 1 KiB (default 100,000): start-up after a clean stop
 // and after SIGKILL, resident memory idle, disk usage against the bodies' bytes. Each start is a
 // fresh process (node -e), so its RSS is that of a process holding only the store's index.
-// Run after `npm run compile-tests`:
+// Then the proxy (dist/cli.js) on that store: listening after a clean stop and after SIGKILL, RSS
+// idle and after a request for every entry, fresh hits/s with wrk over 100 entries and over all
+// (BENCH_CLI=0 skips it; BENCH_CLI_ARGS adds flags). Run after `npm run build && npm run compile-tests`:
 //   node scripts/bench-cache-startup.cjs [entries] [dir] [writes before each SIGKILL, default 2000]
 // With a dir, the store is kept (and reused when it already holds the entries), e.g. for
 //   node dist/cli.js --cache-dir DIR --quiet --port P    (the proxy on that store)
@@ -96,6 +98,109 @@ function diskBytes(d) {
   return total;
 }
 
+/** The CLI on the store: spawned, timed to its "listening" line. */
+function startCli() {
+  const { spawn } = require('node:child_process');
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const proc = spawn(process.execPath, [path.join(root, 'dist/cli.js'), '--cache-dir', dir, '--port', '0', '--quiet', ...(process.env.BENCH_CLI_ARGS ?? '').split(' ').filter(Boolean)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    proc.stdout.on('data', (c) => {
+      out += c;
+      const m = /listening on http:\/\/[^:]+:(\d+)/.exec(out);
+      if (m && !proc.listenMs) {
+        proc.listenMs = performance.now() - t0;
+        resolve({ proc, port: Number(m[1]), listenMs: proc.listenMs });
+      }
+    });
+    proc.once('exit', (code) => reject(new Error(`the proxy exited (${code}) before listening`)));
+  });
+}
+
+function stopCli(cli, signal) {
+  return new Promise((resolve) => {
+    cli.proc.removeAllListeners('exit');
+    cli.proc.once('exit', resolve);
+    cli.proc.kill(signal);
+  });
+}
+
+function rssMiB(pid) {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (name) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)[1]);
+  return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+}
+
+/** GETs through the proxy, `concurrency` at a time on keep-alive connections; resolves with how many were hits. */
+async function through(port, urls, concurrency = 32) {
+  const http = require('node:http');
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  let next = 0;
+  let hits = 0;
+  const one = (url) =>
+    new Promise((resolve, reject) => {
+      const req = http.get({ host: '127.0.0.1', port, path: url, agent, headers: { host: new URL(url).host } }, (res) => {
+        if (/\bhit\b/.test(String(res.headers['cache-status']))) hits++;
+        res.resume();
+        res.on('end', resolve);
+      });
+      req.on('error', reject);
+    });
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < urls.length) await one(urls[next++]);
+  }));
+  agent.destroy();
+  return hits;
+}
+
+/** Fresh hits per second with wrk, requests spread at random over the first `spread` entries. */
+function wrkRate(port, spread) {
+  const script = path.join(os.tmpdir(), `cp-bench-spread-${spread}.lua`);
+  fs.writeFileSync(script, `math.randomseed(${spread})\nrequest = function()\n  return wrk.format("GET", "http://127.0.0.1:9/1k.bin?entry=" .. math.random(0, ${spread - 1}), { Host = "127.0.0.1:9" })\nend\n`);
+  const out = execFileSync('wrk', ['-t1', '-c32', '-d5s', '-s', script, `http://127.0.0.1:${port}`], { encoding: 'utf8' });
+  fs.rmSync(script, { force: true });
+  return Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]);
+}
+
+/** The proxy itself on the store: listening after a clean stop and after SIGKILL, RSS idle and after every entry was hit, hit rates. */
+async function cliPhase(entries) {
+  const http = require('node:http');
+  const origin = http.createServer((req, res) => res.end(Buffer.alloc(1024, 'n'))).listen(0, '127.0.0.1');
+  await new Promise((r) => origin.once('listening', r));
+  const originUrl = `http://127.0.0.1:${origin.address().port}`;
+  const clean = [];
+  const killed = [];
+  let idle = null;
+  for (let round = 0; round < 3; round++) {
+    let cli = await startCli();
+    clean.push(cli.listenMs);
+    if (round === 0) {
+      await new Promise((r) => setTimeout(r, 2000));
+      idle = rssMiB(cli.proc.pid);
+    }
+    // Writes since the start, then SIGKILL: the next start replays them from the journal.
+    await through(cli.port, Array.from({ length: 2000 }, (_, i) => `${originUrl}/new/${round}/${i}`));
+    await stopCli(cli, 'SIGKILL');
+    cli = await startCli();
+    killed.push(cli.listenMs);
+    await stopCli(cli, 'SIGTERM');
+  }
+  const cli = await startCli();
+  const small = wrkRate(cli.port, 100);
+  const t = performance.now();
+  const hits = await through(cli.port, Array.from({ length: entries }, (_, i) => `http://127.0.0.1:9/1k.bin?entry=${i}`));
+  const everySeconds = (performance.now() - t) / 1000;
+  const afterAll = rssMiB(cli.proc.pid);
+  const spread = wrkRate(cli.port, entries);
+  const smallAgain = wrkRate(cli.port, 100);
+  await stopCli(cli, 'SIGTERM');
+  origin.close();
+  const f = (xs) => xs.map((x) => x.toFixed(0)).join(' / ');
+  console.log(`proxy listening after a clean stop: ${f(clean)} ms; after SIGKILL (2,000 writes before it): ${f(killed)} ms`);
+  console.log(`proxy RSS idle: ${idle.rss.toFixed(0)} MiB; after a request for every entry (${hits} of ${entries} hits, ${everySeconds.toFixed(1)} s): ${afterAll.rss.toFixed(0)} MiB (peak ${afterAll.peak.toFixed(0)} MiB)`);
+  console.log(`fresh hits/s, wrk -c32, spread over 100 entries: ${small.toFixed(0)} then ${smallAgain.toFixed(0)}; spread over all ${entries}: ${spread.toFixed(0)}`);
+}
+
 async function main() {
   await populate();
   const baseline = spawnSync(process.execPath, ['--expose-gc', '-e', 'global.gc(); process.stdout.write(String(process.memoryUsage().rss))'], { encoding: 'utf8' });
@@ -114,6 +219,7 @@ async function main() {
   console.log(`start-up after SIGKILL:      ${ms(killed)} ms (journal records replayed: ${killed.map((r) => r.replayed).join(' / ')})`);
   console.log(`RSS idle with the index:     ${(clean[0].rss / MiB).toFixed(0)} MiB (a bare node process: ${(emptyRss / MiB).toFixed(0)} MiB)`);
   console.log(`disk: ${(disk / MiB).toFixed(0)} MiB for ${(bodies / MiB).toFixed(0)} MiB of bodies = ${(disk / bodies).toFixed(2)}x`);
+  if (process.env.BENCH_CLI !== '0') await cliPhase(n);
   if (!keep) fs.rmSync(dir, { recursive: true, force: true });
 }
 

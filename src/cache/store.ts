@@ -14,8 +14,11 @@ import { EntryStore, hashKey } from './store/entryStore';
 import type { StoreWriter } from './store/writer';
 
 const MiB = 1024 * 1024;
-/** What a loaded entry's metadata costs in memory (policy objects, header arrays), on top of a body it holds. */
-const LOADED_META_BYTES = 4096;
+/**
+ * What a loaded entry's metadata costs in memory, on top of a body it holds: about 2.5 KB of
+ * live heap (two policy objects, header arrays), and as much again in the V8 heap's slack.
+ */
+const LOADED_META_BYTES = 6144;
 /** The size limit never takes more than this share of the disk's free space (plus what the store holds). */
 const FREE_DISK_SHARE = 0.5;
 /** The UI's list shows at most this many entries, most recently used first. */
@@ -317,7 +320,7 @@ export class Store {
       ...toRecord(meta),
       freshUntil: freshUntil(policy),
       meta: loadMeta(policy, meta.statusMessage, meta.raw, storedRequestHeaders(meta.policy)),
-      body: body && body.length <= this.share ? Buffer.from(body) : null,
+      body: body && body.length <= this.share ? ownCopy(body) : null,
       onDisk: true,
     };
   }
@@ -554,6 +557,7 @@ export class Store {
     }
     this.configure(this.limits, []);
     const r = this.disk?.report;
+    if (r?.snapshotDamaged) this.report.notice('warn', `cache: the index snapshot in ${dir} is damaged; the entries it listed are dropped and will be fetched again`);
     if (r && (r.entries || r.migrating)) {
       const how = r.fromSnapshot ? (r.journalRecords ? `snapshot and ${r.journalRecords} journal records` : 'snapshot') : `journal of ${r.journalRecords} records`;
       this.report.notice('info', `cache: ${r.entries} entries in ${dir}, index read in ${Math.round(r.ms)} ms (${how})${r.migrating ? '; migrating the previous layout in the background' : ''}`);
@@ -593,6 +597,16 @@ export class Store {
     this.closed = true;
     await this.disk?.close().catch((err) => this.warnDisk(err));
   }
+}
+
+/**
+ * A body kept in memory, in a buffer of its own: a copy from Node's shared 8 KiB pool would pin
+ * a whole slab among short-lived ones (with 13,000 small bodies kept, RSS 304 MB instead of 231).
+ */
+function ownCopy(body: Buffer): Buffer {
+  const copy = Buffer.allocUnsafeSlow(body.length);
+  body.copy(copy);
+  return copy;
 }
 
 function isMarker(meta: EntryMeta): boolean {

@@ -243,6 +243,7 @@ test('a damaged index snapshot: the proxy starts (empty), says so, and caches ag
     await p.close();
     flipBit(path.join(dir, 'store', 'index.snap'), 30);
     p = await start();
+    assert.ok(p.events.some((e) => e.type === 'notice' && e.level === 'warn' && /index snapshot .* is damaged/.test(e.message)), 'the start says so');
     const r = await viaProxy(p.port, `${origin.url}/max-age`);
     assert.equal(r.text, 'max-age v1');
     assert.equal(origin.count('/max-age'), 2);

@@ -46,6 +46,8 @@ export interface OpenReport {
   afterCrash: boolean;
   /** An old-layout cache is being migrated in the background. */
   migrating: boolean;
+  /** The index snapshot was unreadable: the entries it listed are lost (their packs are reclaimed). */
+  snapshotDamaged: boolean;
 }
 
 function prefixOf(h0: number, h1: number): string {
@@ -128,6 +130,7 @@ export class EntryStore {
       ms: performance.now() - started,
       afterCrash,
       migrating: store.migration !== null,
+      snapshotDamaged: loaded.snapshotDamaged,
     };
     // Background work, after the caller has started serving.
     setImmediate(() => {
