@@ -16,7 +16,7 @@ const IMMUTABLE = { policy: 'immutable', ttl: '365d' } as const;
 const REVALIDATED = { policy: 'standard', ttl: 0, serveStaleIfOffline: true } as const;
 
 export const PRESET_DESCRIPTIONS: Record<PresetName, string> = {
-  npm: 'npm, pnpm, yarn: tarballs (/-/NAME-VERSION.tgz) immutable; package documents (asked for with the npm Accept type) revalidated, stale when offline',
+  npm: 'npm, pnpm, yarn: tarballs (/-/NAME-VERSION.tgz) immutable; package documents (asked for by npm, or with the abbreviated-document Accept type) revalidated, stale when offline',
   pypi: 'pip, uv: wheels, and sdists under /packages/ or devpi /+f/, immutable; /simple/ and the JSON API revalidated, stale when offline',
   debian: 'apt: .deb/.udeb files and by-hash indexes immutable; InRelease, Release, Packages*, Sources*, Translation-* revalidated, stale when offline',
   go: 'Go module proxy: @v/VERSION.zip, .mod, .info and sumdb tiles immutable; @v/list, @latest and sumdb latest revalidated, stale when offline',
@@ -26,8 +26,11 @@ export const PRESET_DESCRIPTIONS: Record<PresetName, string> = {
 const SOURCES: Record<PresetName, Record<string, unknown>[]> = {
   npm: [
     { name: 'npm:tarball', match: '*/**/-/*.tgz', method: ['GET', 'HEAD'], ...IMMUTABLE },
-    // Package documents are /NAME, /@SCOPE/NAME or /@SCOPE%2fNAME: too common a shape alone, so the request's Accept decides.
-    { name: 'npm:metadata', match: '*/**', method: ['GET', 'HEAD'], headers: { accept: '*application/vnd.npm.install-v1+json*' }, ...REVALIDATED },
+    // Package documents are /NAME, /@SCOPE/NAME or /@SCOPE%2fNAME: too common a shape alone, so the
+    // request decides: npm (11 asks for full documents, Accept: application/json) by its User-Agent,
+    // pnpm, yarn and older npm by the abbreviated-document type they accept.
+    { name: 'npm:metadata', match: '*/**', method: ['GET', 'HEAD'], headers: { 'user-agent': 'npm/*' }, ...REVALIDATED },
+    { name: 'npm:metadata-abbreviated', match: '*/**', method: ['GET', 'HEAD'], headers: { accept: '*application/vnd.npm.install-v1+json*' }, ...REVALIDATED },
   ],
   pypi: [
     { name: 'pypi:wheel', match: '*/**/*.whl', method: ['GET', 'HEAD'], ...IMMUTABLE },

@@ -170,8 +170,9 @@ test('every preset validates, and each matches its ecosystem by URL shape on any
   const cases: [string, string | null, Record<string, string>?][] = [
     ['https://registry.npmjs.org/lodash/-/lodash-4.17.21.tgz', 'npm:tarball'],
     ['http://verdaccio.corp:4873/@babel/core/-/core-7.24.0.tgz', 'npm:tarball'],
-    ['https://registry.npmjs.org/lodash', 'npm:metadata', npmAccept],
-    ['https://registry.npmjs.org/@babel%2fcore', 'npm:metadata', npmAccept],
+    ['https://registry.npmjs.org/lodash', 'npm:metadata-abbreviated', npmAccept],
+    ['https://registry.npmjs.org/@babel%2fcore', 'npm:metadata-abbreviated', npmAccept],
+    ['https://registry.npmjs.org/lodash', 'npm:metadata', { accept: 'application/json', 'user-agent': 'npm/11.19.1 node/v20.20.2 linux x64 workspaces/false' }],
     ['https://files.pythonhosted.org/packages/aa/bb/cc/requests-2.31.0-py3-none-any.whl', 'pypi:wheel'],
     ['https://files.pythonhosted.org/packages/aa/bb/requests-2.31.0.tar.gz', 'pypi:sdist'],
     ['http://devpi.local/root/pypi/+f/abc/def/six-1.16.0.tar.gz', 'pypi:sdist'],
