@@ -11,6 +11,7 @@ import { bodyBytes, VIA_NAME } from './forward';
 import { forwardRequestHeaders, HOST_VALUE } from './headers';
 import { parseSimpleRequest, plainPathStart } from './quickFront';
 import { QuickRelay, type QuickConnections } from './quickForward';
+import { giveToNode, takeFromNode } from './reclaim';
 import type { OriginClient } from './origin';
 import { describeNetworkError } from './origin';
 import { parseAbsoluteTarget } from './target';
@@ -185,12 +186,17 @@ export class ProxyServer {
     this.server.on('connection', (socket: net.Socket) => {
       socket.setTimeout(idleMs, () => socket.destroy());
       if (this.quick === null && this.quickPass === null) return this.handOver(socket, null);
-      this.quickSockets.add(socket);
-      socket.on('data', this.onQuickData);
-      socket.on('end', this.onQuickEnd);
-      socket.on('close', this.onQuickClose);
-      socket.on('error', destroySocket);
+      this.readQuick(socket);
     });
+  }
+
+  /** The quick path reads this connection (new, or taken back from Node's parser). */
+  private readQuick(socket: net.Socket): void {
+    this.quickSockets.add(socket);
+    socket.on('data', this.onQuickData);
+    socket.on('end', this.onQuickEnd);
+    socket.on('close', this.onQuickClose);
+    socket.on('error', destroySocket);
   }
 
   /** Answers from `quick` the requests it can, on connections no request has left the quick path on yet. */
@@ -364,7 +370,9 @@ export class ProxyServer {
       socket.removeListener('close', this.onQuickClose);
       socket.removeListener('error', destroySocket);
     }
-    for (const listener of this.nodeConnectionListeners) listener.call(this.server, socket);
+    giveToNode(socket, () => {
+      for (const listener of this.nodeConnectionListeners) listener.call(this.server, socket);
+    });
     // Node's listener is reading the socket now: the chunk is delivered to it at once, ahead of any later bytes.
     if (chunk !== null) socket.unshift(chunk);
   }
@@ -460,12 +468,27 @@ export class ProxyServer {
     res[EXCHANGE] = ex;
   }
 
+  /**
+   * The last response owed on a connection Node's parser reads has closed: if the connection is
+   * idle and kept alive, the quick path reads it again (a browser's connection that began with
+   * a miss gets its later hits answered quickly).
+   */
+  private takeBack(res: TrackedResponse): void {
+    if ((this.quick === null && this.quickPass === null) || this.closing || !res.shouldKeepAlive || (res as { _last?: boolean })._last) return;
+    const socket = res.req?.socket;
+    if (!(socket instanceof net.Socket) || !takeFromNode(socket)) return;
+    socket.setTimeout(this.idleMs);
+    this.readQuick(socket);
+    socket.resume();
+  }
+
   private responseClosed(res: TrackedResponse): void {
     const conn = res[CONNECTION];
     if (conn) {
       res[CONNECTION] = undefined;
       conn.owed = Math.max(0, conn.owed - 1);
       if (conn.owed === 0 && conn.afterOwed) conn.afterOwed();
+      else if (conn.owed === 0 && !conn.distrusted) this.takeBack(res);
     }
     const ex = res[EXCHANGE];
     if (!ex) return;

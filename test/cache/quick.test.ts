@@ -182,3 +182,48 @@ test('quick path: a client that sends many requests without reading gets every a
       client.close();
     }
   }));
+
+test('quick path: a connection Node\'s parser took for a miss is read by the quick path again once idle, and nothing sent meanwhile is lost', () =>
+  withProxy({}, async (origin, p) => {
+    const asset = `${origin.url}/max-age?asset`;
+    assert.equal((await viaProxy(p.port, asset)).text, 'max-age v1');
+    const client = await RawClient.connect(p.port);
+    try {
+      // A browser's connection: its first request is a miss, so Node's parser reads it...
+      client.send(get(`${origin.url}/max-age?page=1`));
+      const miss = await client.response();
+      assert.match(miss.headers['cache-status'], /fwd=miss; stored/);
+      assert.equal(miss.headers['keep-alive'], 'timeout=30', "Node's answer names its keep-alive timeout");
+      // ...and once that answer is out, the quick path reads it again: its answers carry no Keep-Alive field.
+      for (let i = 0; i < 3; i++) {
+        client.send(get(asset));
+        const hit = await client.response();
+        assert.equal(hit.body, 'max-age v1');
+        assert.match(hit.headers['cache-status'], /; hit; /);
+        assert.equal(hit.headers['keep-alive'], undefined, `hit ${i} was answered by the quick path`);
+      }
+      // A miss with the start of the next request behind it: the parser is inside that request
+      // when the miss is answered, so it keeps the connection and reads the rest.
+      const next = get(asset);
+      client.send(get(`${origin.url}/max-age?page=2`) + next.slice(0, 20));
+      const second = await client.response();
+      assert.match(second.headers['cache-status'], /fwd=miss; stored/);
+      await sleep(50);
+      client.send(next.slice(20));
+      const completed = await client.response();
+      assert.equal(completed.body, 'max-age v1');
+      assert.equal(completed.headers['keep-alive'], 'timeout=30', 'answered by Node, which had its first bytes');
+      // Pipelined behind a miss: a hit and another miss, answered in order.
+      client.send(get(`${origin.url}/max-age?page=3`) + get(asset) + get(`${origin.url}/max-age?page=4`));
+      const answers = [await client.response(), await client.response(), await client.response()];
+      assert.deepEqual(answers.map((a) => /fwd=miss/.test(a.headers['cache-status']) ? 'miss' : 'hit'), ['miss', 'hit', 'miss']);
+      // Idle again: back on the quick path.
+      client.send(get(asset));
+      assert.equal((await client.response()).headers['keep-alive'], undefined);
+      assert.equal(origin.count('/max-age?asset'), 1, 'every repeat of the asset was a hit');
+      await sleep(50);
+      assert.equal(client.pending, 0, 'nothing but the responses asked for');
+    } finally {
+      client.close();
+    }
+  }));
