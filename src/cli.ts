@@ -235,10 +235,11 @@ async function main(): Promise<void> {
   if (!isLoopbackHost(config.host)) {
     log.err.write(`caching-proxy: WARNING: listening on ${config.host}: other machines can reach this proxy${config.auth ? '' : ' and no --auth is set'}\n`);
   }
+  // Whatever was said before it (the warning above) is out first: whoever waits for the address has read it.
+  log.err.flush();
   log.out.write(`Caching proxy listening on ${proxy.address.url}  (curl -x ${proxy.address.url} http://example.com/)\n`);
   // Whoever waits for this line (a script, a service manager's readiness check) sees it at once.
   log.out.flush();
-  log.err.flush();
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
