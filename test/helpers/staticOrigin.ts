@@ -24,7 +24,9 @@ export async function startStaticOrigin(root: string, options: { tls?: { key: Bu
   let base = '';
   const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const pathname = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
-    const file = path.join(root, path.normalize(pathname));
+    let file = path.join(root, path.normalize(pathname));
+    // A folder is served by its index.html, as mirrors' simple indexes are.
+    if (pathname.endsWith('/')) file = path.join(file, 'index.html');
     const record = (status: number) => requests.push({ method: req.method ?? '', path: pathname, headers: req.headers, status });
     let stat: fs.Stats | null = null;
     try {
@@ -47,7 +49,7 @@ export async function startStaticOrigin(root: string, options: { tls?: { key: Bu
       return;
     }
     record(200);
-    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length, ETag: etag, 'Last-Modified': lastModified });
+    res.writeHead(200, { 'Content-Type': file.endsWith('.html') ? 'text/html; charset=utf-8' : 'application/octet-stream', 'Content-Length': body.length, ETag: etag, 'Last-Modified': lastModified });
     res.end(req.method === 'HEAD' ? undefined : body);
   };
   const server = options.tls ? https.createServer({ key: options.tls.key, cert: options.tls.cert }, handler) : http.createServer(handler);
