@@ -185,6 +185,32 @@ test('SIGKILL while the proxy migrates a cache of the previous layout, then a re
   }
 });
 
+test('a second proxy on the same cache directory does not write into it: one warning, it proxies from memory; a killed holder\'s lock is taken over', async () => {
+  const origin = await startCountingOrigin();
+  const dir = tempDir('shared');
+  const first = await spawnProxy(['--cache-dir', dir, '--log-level', 'warn']);
+  let second: ChildProxy | null = null;
+  let third: ChildProxy | null = null;
+  try {
+    await fetchVia(first.port, origin.url + '/s/first');
+    second = await spawnProxy(['--cache-dir', dir, '--log-level', 'warn']);
+    for (let i = 0; i < 3; i++) assert.ok((await fetchVia(second.port, origin.url + '/s/second')).body.equals(bodyFor('/s/second', 1024)));
+    assert.equal(origin.hits.get('/s/second'), 1, 'the second caches in memory');
+    assert.equal(warnings(second, new RegExp(`cannot write to .*in use by process ${first.pid}`)), 1, second.stderr());
+    first.proc.kill('SIGKILL');
+    await first.exited;
+    third = await spawnProxy(['--cache-dir', dir, '--log-level', 'warn']);
+    assert.match((await fetchVia(third.port, origin.url + '/s/first')).cacheStatus, /\bhit\b/, 'the killed holder\'s entries are served: its lock was taken over');
+    assert.equal(warnings(third, /cannot write to/), 0, third.stderr());
+  } finally {
+    await first.stop();
+    await second?.stop();
+    await third?.stop();
+    await origin.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 type Damage = (file: string) => void;
 const DAMAGE: Record<string, Damage> = {
   truncated: (f) => fs.truncateSync(f, Math.floor(fs.statSync(f).size / 2)),

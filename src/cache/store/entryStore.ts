@@ -9,6 +9,7 @@ export { hashKey } from './keyIndex';
 import { CorruptRecordError, decodeRecord, encodeRecord, Packs } from './packs';
 import { INLINE_MAX, StoreWriter } from './writer';
 import { VerifiedFiles } from './verified';
+import { lockStore, unlockStore } from './lock';
 import { LegacyMigration } from './migrate';
 
 const DIR_MODE = 0o700;
@@ -112,30 +113,37 @@ export class EntryStore {
     const storeDir = path.join(root, 'store');
     const tmpDir = path.join(root, 'tmp');
     for (const d of [storeDir, tmpDir, path.join(storeDir, 'packs'), path.join(storeDir, 'bodies')]) await fsp.mkdir(d, { recursive: true, mode: DIR_MODE });
-    for (const name of await fsp.readdir(tmpDir)) await fsp.unlink(path.join(tmpDir, name)).catch(() => {});
-    const { journal, loaded } = IndexJournal.load(storeDir);
-    const afterCrash = loaded.journalRecords > 0;
-    const packs = Packs.open(path.join(storeDir, 'packs'), options.packBytes, afterCrash);
-    const store = new EntryStore(root, journal, loaded.index, packs, options);
-    for (const id of loaded.index.oldestFirst()) {
-      const loc = loaded.index.location(id);
-      packs.addLive(loc.pack, loc.length);
+    lockStore(storeDir);
+    let store: EntryStore;
+    try {
+      for (const name of await fsp.readdir(tmpDir)) await fsp.unlink(path.join(tmpDir, name)).catch(() => {});
+      const { journal, loaded } = IndexJournal.load(storeDir);
+      const afterCrash = loaded.journalRecords > 0;
+      const packs = Packs.open(path.join(storeDir, 'packs'), options.packBytes, afterCrash);
+      store = new EntryStore(root, journal, loaded.index, packs, options);
+      for (const id of loaded.index.oldestFirst()) {
+        const loc = loaded.index.location(id);
+        packs.addLive(loc.pack, loc.length);
+      }
+      store.migration = LegacyMigration.detect(root, store);
+      store.report = {
+        entries: store.index.count,
+        bytes: store.index.totalBytes,
+        fromSnapshot: loaded.fromSnapshot,
+        journalRecords: loaded.journalRecords,
+        ms: performance.now() - started,
+        afterCrash,
+        migrating: store.migration !== null,
+        snapshotDamaged: loaded.snapshotDamaged,
+      };
+    } catch (err) {
+      unlockStore(storeDir);
+      throw err;
     }
-    store.migration = LegacyMigration.detect(root, store);
-    store.report = {
-      entries: store.index.count,
-      bytes: store.index.totalBytes,
-      fromSnapshot: loaded.fromSnapshot,
-      journalRecords: loaded.journalRecords,
-      ms: performance.now() - started,
-      afterCrash,
-      migrating: store.migration !== null,
-      snapshotDamaged: loaded.snapshotDamaged,
-    };
     // Background work, after the caller has started serving.
     setImmediate(() => {
       if (store.closed) return;
-      if (afterCrash) store.track(store.sweepOrphanBodies());
+      if (store.report.afterCrash) store.track(store.sweepOrphanBodies());
       if (store.migration) {
         const migration = store.migration;
         store.track(
@@ -652,6 +660,7 @@ export class EntryStore {
     this.closed = true;
     this.journal.close();
     this.packs.close();
+    unlockStore(this.storeDir);
   }
 }
 
