@@ -36,7 +36,13 @@ export class Revalidation {
     const meta = entry.meta!;
     const href = ex.url.href;
     const policyReq = { url: href, method: 'GET', headers: policyRequestHeaders(ex.url, ex.req.headers, entry.vary) };
-    const conditional = meta.policy.revalidationHeaders({ url: href, method: 'GET', headers: { ...ex.forwardHeaders, host: ex.url.host } as PolicyRequest['headers'] });
+    // The Vary-named fields as the entry was matched by (normalised), so the policy sends its validators.
+    const asMatched: Record<string, string> = {};
+    for (const name of entry.vary ?? []) {
+      const value = policyReq.headers[name];
+      if (typeof value === 'string') asMatched[name] = value;
+    }
+    const conditional = meta.policy.revalidationHeaders({ url: href, method: 'GET', headers: { ...ex.forwardHeaders, ...asMatched, host: ex.url.host } as PolicyRequest['headers'] });
     delete conditional.host;
     // A range is served from the refreshed entry; asking the origin for one would not refresh it.
     delete conditional.range;

@@ -83,8 +83,29 @@ export function plainKey(href: string): string {
 /** Key of one variant: method + URL + the values of the request headers the response varies on. */
 export function variantKey(href: string, vary: string[], headers: IncomingHttpHeaders): string {
   let key = 'GET ' + href;
-  for (const name of vary) key += `\n${name}: ${headerValue(headers, name) ?? ''}`;
+  for (const name of vary) key += `\n${name}: ${varyValue(headers, name) ?? ''}`;
   return key;
+}
+
+/**
+ * A request field's value as Vary matching compares it. Accept-Encoding and Accept-Language
+ * are normalised (browsers and tools spell the same preference differently: `gzip, br` and
+ * `br,gzip`), so one variant serves them all; other fields are compared as sent.
+ */
+export function varyValue(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headerValue(headers, name);
+  if (value === undefined) return undefined;
+  if (name === 'accept-encoding') {
+    const codings = new Set<string>();
+    for (const part of value.toLowerCase().split(',')) {
+      const [coding, ...params] = part.split(';').map((s) => s.trim());
+      // q=0 means "not acceptable": as if it were not listed.
+      if (coding && !params.some((p) => /^q\s*=\s*0(\.0*)?$/.test(p))) codings.add(coding);
+    }
+    return [...codings].sort().join(',');
+  }
+  if (name === 'accept-language') return value.toLowerCase().replace(/\s+/g, '');
+  return value;
 }
 
 /** The request as the policy sees it: only what RFC 9111 consults, so no cookies end up in metadata. */
@@ -93,7 +114,7 @@ export function policyRequestHeaders(url: URL, h: IncomingHttpHeaders, vary: str
   if (h['cache-control'] !== undefined) out['cache-control'] = lowerDirectiveNames(headerValue(h, 'cache-control')!);
   if (h.pragma !== undefined) out.pragma = lowerDirectiveNames(h.pragma);
   if (h.authorization !== undefined) out.authorization = 'present';
-  if (vary) for (const name of vary) if (h[name] !== undefined) out[name] = headerValue(h, name);
+  if (vary) for (const name of vary) if (h[name] !== undefined) out[name] = varyValue(h, name);
   return out;
 }
 

@@ -461,3 +461,40 @@ test('any status code the cache understands is stored with explicit freshness; w
       assert.equal(origin.count('/500-plain'), 2);
     },
   ));
+
+// ---------------------------------------------------------------- Vary (optional item: normalised fields)
+
+test('Vary on Accept-Encoding / Accept-Language: the same preference spelled differently is the same variant', () =>
+  scripted(
+    {},
+    {
+      '/enc': (req, res) => send(res, 200, { 'Cache-Control': 'max-age=60', Vary: 'Accept-Encoding' }, `enc ${req.headers['accept-encoding']}`),
+      '/lang': (req, res) => send(res, 200, { 'Cache-Control': 'max-age=60', Vary: 'Accept-Language' }, `lang ${req.headers['accept-language']}`),
+      '/enc-etag': (req, res) => {
+        if (req.headers['if-none-match'] === '"e"') send(res, 304, { ETag: '"e"' });
+        else send(res, 200, { 'Cache-Control': 'max-age=0', Vary: 'Accept-Encoding', ETag: '"e"' }, 'enc-etag');
+      },
+    },
+    async (origin, p) => {
+      const get = (path: string, name: string, value: string) => viaProxy(p.port, origin.url + path, { headers: { [name]: value } });
+      assert.equal(cs(await get('/enc', 'accept-encoding', 'gzip, br')), 'caching-proxy; fwd=miss; stored');
+      for (const same of ['br,gzip', 'GZIP;q=1.0, br', 'gzip, br, zstd;q=0']) {
+        const r = await get('/enc', 'accept-encoding', same);
+        assert.match(cs(r), /^caching-proxy; hit; /, same);
+        assert.equal(r.text, 'enc gzip, br');
+      }
+      assert.equal(cs(await get('/enc', 'accept-encoding', 'gzip')), 'caching-proxy; fwd=vary-miss; stored');
+      assert.equal(origin.count('/enc'), 2);
+
+      await get('/lang', 'accept-language', 'en-US, en;q=0.9');
+      assert.match(cs(await get('/lang', 'accept-language', 'en-us,en;q=0.9')), /^caching-proxy; hit; /);
+      assert.equal(cs(await get('/lang', 'accept-language', 'de')), 'caching-proxy; fwd=vary-miss; stored');
+      assert.equal(origin.count('/lang'), 2);
+
+      // A variant matched by the normalised value is still revalidated with its validator.
+      await get('/enc-etag', 'accept-encoding', 'gzip, br');
+      const r = await get('/enc-etag', 'accept-encoding', 'br, GZIP');
+      assert.equal(cs(r), 'caching-proxy; fwd=stale; fwd-status=304; ttl=0');
+      assert.equal(origin.requests.filter((q) => q.url === '/enc-etag')[1].headers['if-none-match'], '"e"');
+    },
+  ));
