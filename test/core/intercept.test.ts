@@ -5,6 +5,8 @@ import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import * as https from 'node:https';
 import * as os from 'node:os';
 import * as path from 'node:path';
+// The module object itself (not an import namespace), so that a test can wrap one of its functions.
+import tls = require('node:tls');
 import { WebSocket, WebSocketServer } from 'ws';
 import { resolveConfig } from '../../src/core/config';
 import { MAX_LEAF_CONTEXTS } from '../../src/core/tls/leaves';
@@ -83,6 +85,33 @@ describe('HTTPS interception', () => {
     assert.ok(p.events.some((e) => e.type === 'tunnel-open' && e.intercepted && e.target === `localhost:${origin.port}`));
     assert.ok(p.events.some((e) => e.type === 'request' && e.url === url), 'the request event carries the https:// URL');
     assert.ok((await p.proxy.cache.list()).some((entry) => entry.url === url), 'the entry is in the cache listing (the tree)');
+  });
+
+  test('--upstream-ca: new origin connections reuse one TLS context (the roots are not parsed again per connection)', async () => {
+    // An origin that closes every connection: each request through the proxy is a new upstream TLS connection.
+    const closing = await startHttpsOrigin(testCa.leaf('DNS:localhost,IP:127.0.0.1'), (req, res) => {
+      res.writeHead(200, { 'cache-control': 'no-store', connection: 'close' });
+      res.end(`closing ${req.url}`);
+    });
+    const testCaPem = readFileSync(testCa.certPath, 'utf8');
+    const original = tls.createSecureContext;
+    let upstreamContexts = 0;
+    tls.createSecureContext = (options) => {
+      const ca = options?.ca;
+      if (Array.isArray(ca) && ca.some((c) => String(c).includes(testCaPem.trim().split('\n')[1]))) upstreamContexts++;
+      return original(options);
+    };
+    try {
+      for (let i = 0; i < 3; i++) {
+        const r = await curl(['-s', '--cacert', path.join(caDir, 'ca.pem'), '-x', p.url, `https://localhost:${closing.port}/c${i}`]);
+        assert.equal(r.stdout, `closing /c${i}`, r.stderr);
+      }
+    } finally {
+      tls.createSecureContext = original;
+      await closing.close();
+    }
+    assert.equal(closing.requests.length, 3);
+    assert.equal(upstreamContexts, 0, 'no TLS context with the upstream CA list was made per connection');
   });
 
   test("Node's https with our CA as `ca`, over kept-alive TLS; ALPN gives http/1.1", async () => {
