@@ -102,17 +102,22 @@ export class ProxyLifecycle extends Disposable {
   /** Reads the settings; on a bad value tells the user and returns null (callers keep the last good ones). */
   private tryReadSettings(): ExtensionSettings | null {
     try {
-      return readSettings(vscode.workspace.getConfiguration(SECTION), { trusted: vscode.workspace.isTrusted, defaultCacheDir: this.defaultCacheDir(), caDir: this.caDir });
+      const settings = readSettings(vscode.workspace.getConfiguration(SECTION), { trusted: vscode.workspace.isTrusted, defaultCacheDir: this.defaultCacheDir(), caDir: this.caDir, previous: this.current?.config });
+      if (settings.ruleProblems.length) this.reportInvalid(settings.ruleProblems, ' The previous rules and presets stay in force; the other settings apply.');
+      return settings;
     } catch (err) {
       if (!(err instanceof SettingsError)) throw err;
-      const kept = this.controller.state === 'running' ? ' The proxy keeps running with the previous settings.' : '';
-      const message = `Caching Proxy: invalid setting. ${err.problems.join(' ')}${kept}`;
-      this.output.log('error', message);
-      void this.output.notify('error', message, 'Open Settings').then((choice) => {
-        if (choice) void vscode.commands.executeCommand('workbench.action.openSettings', `@ext:${this.context.extension.id}`);
-      });
+      this.reportInvalid(err.problems, this.controller.state === 'running' ? ' The proxy keeps running with the previous settings.' : '');
       return null;
     }
+  }
+
+  private reportInvalid(problems: string[], kept: string): void {
+    const message = `Caching Proxy: invalid setting. ${problems.join(' ')}${kept}`;
+    this.output.log('error', message);
+    void this.output.notify('error', message, 'Open Settings').then((choice) => {
+      if (choice) void vscode.commands.executeCommand('workbench.action.openSettings', `@ext:${this.context.extension.id}`);
+    });
   }
 
   private applySettings(): void {

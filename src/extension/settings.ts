@@ -13,6 +13,8 @@ export interface ExtensionSettings {
   injectEnv: boolean;
   /** Where the Start Recording and Export dialogs open; empty: the workspace folder. */
   recordFolder: string;
+  /** Problems of cachingProxy.rules / presets: those were not applied (the previous ones stay in force); everything else was. */
+  ruleProblems: string[];
 }
 
 /** Maps the core's setting names in error messages to the names a user sees in settings.json. */
@@ -32,7 +34,7 @@ type Inspectable = Pick<vscode.WorkspaceConfiguration, 'get' | 'inspect'>;
  * values of the restricted keys are ignored (user values and defaults still apply).
  * Throws SettingsError naming each bad setting.
  */
-export function readSettings(cfg: Inspectable, options: { trusted: boolean; defaultCacheDir: string; caDir?: string }): ExtensionSettings {
+export function readSettings(cfg: Inspectable, options: { trusted: boolean; defaultCacheDir: string; caDir?: string; previous?: ProxyConfig }): ExtensionSettings {
   const get = <T>(key: string): T | undefined => {
     if (!options.trusted && (RESTRICTED_KEYS as readonly string[]).includes(key)) {
       const i = cfg.inspect<T>(key);
@@ -75,16 +77,29 @@ export function readSettings(cfg: Inspectable, options: { trusted: boolean; defa
     },
   };
   let config: ProxyConfig;
+  let ruleProblems: string[] = [];
   try {
     config = resolveConfig(input);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    throw new SettingsError(err.problems.map(renameSetting));
+    // Invalid rules must not hold back the other settings: those apply, the rules in force stay.
+    if (!err.problems.every(isRuleProblem)) throw new SettingsError(err.problems.map(renameSetting));
+    ruleProblems = err.problems.map(renameSetting);
+    const bad = (key: string) => err.problems.some((p) => p.startsWith(key));
+    config = resolveConfig({
+      ...input,
+      ...(bad('rules') ? { rules: options.previous?.rules ?? [] } : {}),
+      ...(bad('presets') ? { presets: options.previous?.presets ?? [] } : {}),
+    });
   }
   const autoStart = get<unknown>('autoStart');
   const injectEnv = get<unknown>('terminal.injectEnv');
   const recordFolder = get<unknown>('record.folder');
-  return { config, autoStart: autoStart === true, injectEnv: injectEnv !== false, recordFolder: typeof recordFolder === 'string' ? resolveHome(recordFolder.trim()) : '' };
+  return { config, autoStart: autoStart === true, injectEnv: injectEnv !== false, recordFolder: typeof recordFolder === 'string' ? resolveHome(recordFolder.trim()) : '', ruleProblems };
+}
+
+function isRuleProblem(problem: string): boolean {
+  return /^(rules|presets)[[:]/.test(problem);
 }
 
 function renameSetting(problem: string): string {
