@@ -1,7 +1,8 @@
 import { createCache, type HttpCache } from './cache';
 import type { ProxyConfig } from './core/config';
 import { EventBus } from './core/events';
-import type { Origin, QuickPassThrough, RequestHandler } from './core/exchange';
+import type { Origin, RequestHandler } from './core/exchange';
+import { FORWARD_EVERYTHING, type QuickLane } from './core/quick/lane';
 import { createPassThrough } from './core/forward';
 import { OriginClient } from './core/origin';
 import { ProxyServer, type ListenAddress } from './core/server';
@@ -10,7 +11,7 @@ import { recordingHandler } from './har/record';
 import { HarRecorder } from './har/recorder';
 import { ReplayLog, replayHandler } from './har/replay';
 import { RuleSet } from './rules/ruleSet';
-import { shapingHandler, shapingQuickLanes } from './rules/shaping';
+import { shapingHandler, shapingQuickLane } from './rules/shaping';
 
 /** The recording in progress: its file and how many entries it holds. */
 export interface RecordingState {
@@ -44,7 +45,7 @@ export class RunningProxy {
     const cache = await createCache(config.cache, { events, origin: originRef });
     const lanes = handlerLanes(config, { cache, passThrough, originRef, replay, recorder });
     const server = new ProxyServer(config, events, origin, lanes.handler);
-    server.setQuickResponder(...lanes.quick);
+    server.setQuickLane(lanes.quick);
     let address: ListenAddress;
     let interceptor: Interceptor | null = null;
     try {
@@ -79,7 +80,7 @@ export class RunningProxy {
   private applyLanes(): void {
     const lanes = this.lanes(this._config);
     this.server.setHandler(lanes.handler);
-    this.server.setQuickResponder(...lanes.quick);
+    this.server.setQuickLane(lanes.quick);
   }
 
   private watchRecorder(recorder: HarRecorder): void {
@@ -164,7 +165,7 @@ export class RunningProxy {
     }
     if (serverChanged) {
       const server = new ProxyServer(next, this.events, this.origin, handler);
-      server.setQuickResponder(...quick);
+      server.setQuickLane(quick);
       server.setInterceptor(interceptor);
       if (prev.port !== next.port) {
         // Bind the new listener first: if the port is taken, the old one keeps serving.
@@ -177,7 +178,7 @@ export class RunningProxy {
       this.server = server;
     } else {
       this.server.setHandler(handler);
-      this.server.setQuickResponder(...quick);
+      this.server.setQuickLane(quick);
       this.server.setInterceptor(interceptor);
     }
     this.interceptor = interceptor;
@@ -197,16 +198,10 @@ export class RunningProxy {
   }
 }
 
-/** With caching off every plain request is forwarded on the quick path; otherwise the cache says which. */
-const FORWARD_ALL: QuickPassThrough = { decide: () => '', responded: () => {} };
-
-function quickLanes(cachingOff: boolean, cache: HttpCache): [HttpCache['quick'] | null, QuickPassThrough | null] {
-  return cachingOff ? [null, FORWARD_ALL] : [cache.quick, cache.quickPass];
-}
-
 interface Lanes {
   handler: RequestHandler;
-  quick: [HttpCache['quick'] | null, QuickPassThrough | null];
+  /** With caching off every request the quick path reads is forwarded; otherwise the cache decides. */
+  quick: QuickLane | null;
 }
 
 /**
@@ -219,18 +214,18 @@ function handlerLanes(
   parts: { cache: HttpCache; passThrough: RequestHandler; originRef: Origin; replay: ReplayLog | null; recorder: HarRecorder | null },
 ): Lanes {
   const off = config.cache.policy === 'off';
-  let lanes: Lanes = { handler: off ? parts.passThrough : parts.cache.handler, quick: quickLanes(off, parts.cache) };
+  let lanes: Lanes = { handler: off ? parts.passThrough : parts.cache.handler, quick: off ? FORWARD_EVERYTHING : parts.cache.quick };
   if (config.cache.policy === 'replay' && parts.replay) {
-    lanes = { handler: replayHandler(parts.replay, config.har.replayMiss === 'forward' ? parts.originRef : null), quick: [null, null] };
+    lanes = { handler: replayHandler(parts.replay, config.har.replayMiss === 'forward' ? parts.originRef : null), quick: null };
   }
   // The one RuleSet of this configuration: the cache's per-request settings and the shaping.
   const rules = RuleSet.of(config.rules, config.presets);
   parts.cache.setRules(rules);
   // Inside the recording: a recording shows the delays and failures the client saw.
-  lanes = { handler: shapingHandler(rules, lanes.handler), quick: shapingQuickLanes(rules, lanes.quick) };
+  lanes = { handler: shapingHandler(rules, lanes.handler), quick: shapingQuickLane(rules, lanes.quick) };
   if (parts.recorder) {
     const options = { maxBodyBytes: Math.floor(config.har.recordMaxBodyMB * 1024 * 1024), redact: config.har.redact };
-    lanes = { handler: recordingHandler(lanes.handler, parts.recorder, options), quick: [null, null] };
+    lanes = { handler: recordingHandler(lanes.handler, parts.recorder, options), quick: null };
   }
   return lanes;
 }

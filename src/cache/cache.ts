@@ -1,7 +1,9 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { LRUCache } from 'lru-cache';
 import type { CacheConfig } from '../core/config';
-import type { Exchange, QuickPassThrough, QuickResponder } from '../core/exchange';
+import type { Exchange } from '../core/exchange';
+import type { QuickLane } from '../core/quick/lane';
+import { isPlainRequest } from '../core/quick/request';
 import { VIA_NAME } from '../core/forward';
 import { requestHasBody } from '../core/headers';
 import { cacheStatus, hitStatus, type Forward } from './cacheStatus';
@@ -11,10 +13,10 @@ import { parseCacheControl } from './headers';
 import { HitForMiss } from './hitForMiss';
 import { cacheStats, listEntries, purgeAll, purgeEntry, purgeHost, readEntry, summarise } from './operations';
 import { Prefetcher } from './prefetch';
-import { quickResponder } from './quick';
+import { cacheQuickLane } from './quick';
 import { CacheReport } from './report';
 import { Revalidation } from './revalidate';
-import { answerableAtOnce, isUnconditional, plainKey, policyRequestHeaders } from './rules';
+import { isUnconditional, plainKey, policyRequestHeaders } from './rules';
 import { StoredAnswers } from './serve';
 import { RuleSet } from '../rules/ruleSet';
 import { quickPolicy, settingsFor, type CacheSettings, type SettingsRequest } from './settings';
@@ -50,8 +52,7 @@ export class Cache implements HttpCache {
   private readonly admissions = new LRUCache<string, number>({ max: 50_000 });
   /** Cancels background fetches (prefetch, revalidation) when the cache closes. */
   private readonly shutdown = new AbortController();
-  readonly quick: QuickResponder;
-  readonly quickPass: QuickPassThrough;
+  readonly quick: QuickLane<Entry>;
 
   constructor(
     config: CacheConfig,
@@ -85,8 +86,7 @@ export class Cache implements HttpCache {
       settingsForEntry: (entry) => this.settingsForEntry(entry),
       shutdown: this.shutdown.signal,
     });
-    this.quick = quickResponder(this.store, this.report, policyFor);
-    this.quickPass = this.marks.quickPass(policyFor, (href) => this.store.hasUrl(href), this.report);
+    this.quick = cacheQuickLane(this.store, this.report, this.marks, policyFor);
   }
 
   async init(): Promise<void> {
@@ -114,7 +114,7 @@ export class Cache implements HttpCache {
 
   readonly handler = (ex: Exchange): Promise<void> => {
     // The fresh-hit fast path: synchronous, no policy evaluation, headers prepared at store time.
-    if (answerableAtOnce(ex.method, ex.req.headers) && servesStored(quickPolicy(this.config, this.rules, ex.url.href, ex.req.headers))) {
+    if (isPlainRequest(ex.method, ex.req.headers) && servesStored(quickPolicy(this.config, this.rules, ex.url.href, ex.req.headers))) {
       const entry = this.store.freshInMemory(ex.url.href, ex.req.headers);
       if (entry !== null) {
         this.answers.serveFromMemory(ex, entry, hitStatus(ttlSeconds(entry), entry.meta!.rule));

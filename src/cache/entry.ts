@@ -1,4 +1,4 @@
-import type { QuickAnswer } from '../core/exchange';
+import { newQuickMemo, type QuickMemo } from '../core/quick/answer';
 import type { IndexRecord } from './entryMeta';
 import { viewPolicy, type Policy } from './semantics';
 
@@ -22,14 +22,8 @@ export interface LoadedMeta {
   ageZeroAt: number;
   /** The request headers this entry was stored for (host + Vary-named), for background revalidation. */
   requestHeaders: Record<string, string>;
-  /** The quick answer's status line and stored fields through Content-Length (see quick.ts). */
-  quickFixed?: string;
-  /** The stored fields carry a Date (set with quickFixed). */
-  quickDated?: boolean;
-  /** The quick answer reused while the entry is hot, and how often it was asked for in `quickSecond` (Age, ttl and Date change by the second). */
-  quick?: QuickAnswer;
-  quickSecond?: number;
-  quickAsked: number;
+  /** What its quick answers reuse (core/quick/answer.ts). */
+  quick: QuickMemo;
   /** The rule the entry was stored under (src/rules/), named in its hits' Cache-Status and in the UI. Not persisted. */
   rule?: string;
 }
@@ -54,7 +48,7 @@ export function loadMeta(policy: Policy, statusMessage: string, raw: string[], r
     mustRevalidate,
     neverStale,
     ageZeroAt: Date.now() - policy.age() * 1000,
-    quickAsked: 0,
+    quick: newQuickMemo(),
     requestHeaders,
   };
 }

@@ -1,9 +1,7 @@
 import { LRUCache } from 'lru-cache';
-import type { QuickPassThrough } from '../core/exchange';
 import { cacheStatus } from './cacheStatus';
 import type { CacheReport } from './report';
-import { asksOnlyForStored, plainKey, responseSignature } from './rules';
-import type { CacheSettings } from './settings';
+import { responseSignature } from './rules';
 
 /** Why a URL's responses are not stored, and what the response that said so looked like. */
 interface UncacheableMark {
@@ -41,25 +39,24 @@ export class HitForMiss {
   }
 
   /**
-   * The server's quick pass-through: plain requests for a URL whose last response could not be
-   * stored are forwarded without the cache. Should the origin's answer change in what decides
-   * storability, the mark goes and the next request takes the ordinary path again.
+   * The Cache-Status parameters for forwarding a plain request for `href` on the server's quick
+   * pass-through, or null: only a URL whose last response could not be stored (and did not
+   * depend on credentials) is forwarded without the cache. Looks only (no recency update).
    */
-  quickPass(policyFor: (href: string, headers: Record<string, string>) => CacheSettings['policy'], hasStoredVariant: (href: string) => boolean, report: CacheReport): QuickPassThrough {
-    return {
-      decide: (request) => {
-        if (policyFor(request.href, request.headers) === 'offline' || !asksOnlyForStored(request.headers) || request.headers.authorization !== undefined) return null;
-        const mark = this.marks.get(request.href);
-        // Stored variants of the URL (Vary): the ordinary path chooses among them.
-        if (mark === undefined || !mark.quick || hasStoredVariant(request.href)) return null;
-        report.miss(request.href, plainKey(request.href));
-        return cacheStatus({ fwd: 'miss', detail: mark.reason });
-      },
-      responded: (request, status, rawHeaders, lowerNames) => {
-        const mark = this.marks.peek(request.href);
-        if (mark !== undefined && responseSignature(status, rawHeaders, lowerNames) !== mark.signature) this.marks.delete(request.href);
-        report.event('not-stored', request.href, { reason: mark?.reason ?? 'not-storable', status });
-      },
-    };
+  quickForward(href: string): string | null {
+    const mark = this.marks.peek(href);
+    return mark === undefined || !mark.quick ? null : cacheStatus({ fwd: 'miss', detail: mark.reason });
+  }
+
+  /** A plain request for `href` is being forwarded: its mark is the most recently used. */
+  used(href: string): void {
+    this.marks.get(href);
+  }
+
+  /** The origin's answer to a quick pass-through: should it differ in what decides storability, the mark goes and the next request takes the ordinary path again. */
+  responded(href: string, status: number, rawHeaders: string[], lowerNames: string[], report: CacheReport): void {
+    const mark = this.marks.peek(href);
+    if (mark !== undefined && responseSignature(status, rawHeaders, lowerNames) !== mark.signature) this.marks.delete(href);
+    report.event('not-stored', href, { reason: mark?.reason ?? 'not-storable', status });
   }
 }

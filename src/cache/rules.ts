@@ -15,21 +15,6 @@ const MiB = 1024 * 1024;
 /** Methods registered as safe (RFC 9110 §9.2.1, the IANA method registry); every other one may change the resource. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PROPFIND', 'REPORT', 'SEARCH', 'QUERY']);
 
-/** A request that asks for nothing but a stored response: no directives, validators or ranges of its own. */
-export function asksOnlyForStored(h: IncomingHttpHeaders): boolean {
-  return h['cache-control'] === undefined && h.pragma === undefined && h['if-none-match'] === undefined && h['if-modified-since'] === undefined && h.range === undefined;
-}
-
-/** A GET/HEAD a fresh in-memory entry may answer at once: nothing asked but the stored response, and no body to read first. */
-export function answerableAtOnce(method: string, h: IncomingHttpHeaders): boolean {
-  return (
-    (method === 'GET' || method === 'HEAD') &&
-    asksOnlyForStored(h) &&
-    h['transfer-encoding'] === undefined &&
-    (h['content-length'] === undefined || h['content-length'] === '0')
-  );
-}
-
 /** No validators of the client's own (it has no copy we must compare against). */
 export function isUnconditional(h: IncomingHttpHeaders): boolean {
   return h['if-none-match'] === undefined && h['if-modified-since'] === undefined;

@@ -1,7 +1,8 @@
 import type { CacheConfig } from '../core/config';
 import type { RuleSet } from '../rules/ruleSet';
 import type { EventBus } from '../core/events';
-import type { Origin, QuickPassThrough, QuickResponder, RequestHandler } from '../core/exchange';
+import type { Origin, RequestHandler } from '../core/exchange';
+import type { QuickLane } from '../core/quick/lane';
 
 /** What the UI shows of one stored response. Plain JSON: it crosses the IPC boundary. */
 export interface CacheEntrySummary {
@@ -59,10 +60,8 @@ export interface CacheStats {
 /** The cache as the rest of the program sees it: a request handler plus the operations the UI needs. */
 export interface HttpCache {
   readonly handler: RequestHandler;
-  /** Fresh in-memory hits for the server's quick path (see core/quickFront.ts). */
-  readonly quick: QuickResponder;
-  /** Plain requests for URLs whose responses are not stored, for the server's quick pass-through. */
-  readonly quickPass: QuickPassThrough;
+  /** The server's quick lane (core/quick/): fresh in-memory hits, and plain requests for URLs whose responses are not stored. */
+  readonly quick: QuickLane;
   /** Stored entries, most recently used first; at most `limit` (default 10,000: what a view can show). */
   list(limit?: number): Promise<CacheEntrySummary[]>;
   read(key: string): Promise<StoredResponse | null>;

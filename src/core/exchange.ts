@@ -80,44 +80,8 @@ export class ProxyError extends Error {
   }
 }
 
-/**
- * A request the server could read without Node's HTTP parser: GET or HEAD, an absolute http URL,
- * HTTP/1.1, no body, each header field once, nothing that changes framing. See quickFront.ts.
- */
-export interface QuickRequest {
-  method: 'GET' | 'HEAD';
-  /** The normalised absolute URL, as `new URL(target).href` gives it. */
-  href: string;
-  /** Lower-case names, one value each. */
-  headers: Record<string, string>;
-}
-
-/** A complete response, serialised, that answers a QuickRequest. */
-export interface QuickAnswer {
-  status: number;
-  /** The status line and header fields through the blank line (with Content-Length), and the body when it is small. */
-  head: Buffer;
-  /** The body, written after `head`, when it is not in `head` already; null when `head` is the whole answer. */
-  body: Buffer | null;
-  /** Body bytes sent (0 for HEAD), for the log. */
-  bodyLength: number;
-  /** What the answerer did, for the log (e.g. the Cache-Status parameters). */
-  outcome: string;
-}
-
-/**
- * Answers a QuickRequest synchronously, or returns null to have it go the ordinary way (a Node
- * IncomingMessage/ServerResponse pair and the RequestHandler). The cache's fresh hits use it.
- */
-export type QuickResponder = (request: QuickRequest) => QuickAnswer | null;
-
-/**
- * Which quick requests the server may forward itself, over a pooled connection straight to the
- * origin, relaying the response as it comes (for what the cache would not store anyway).
- */
-export interface QuickPassThrough {
-  /** The Cache-Status parameters to send ('' for none), or null to have the request go the ordinary way. */
-  decide(request: QuickRequest): string | null;
-  /** The origin's answer to a forwarded request: status, raw [name, value, ...] header fields, and the names in lower case. */
-  responded(request: QuickRequest, status: number, rawHeaders: string[], lowerNames: string[]): void;
+/** Request ids run on across rebinds (a port change makes a new server) and both paths, so log lines never repeat an id. */
+let nextExchangeId = 1;
+export function newExchangeId(): number {
+  return nextExchangeId++;
 }

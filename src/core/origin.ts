@@ -7,12 +7,10 @@ import type { ProxyConfig } from './config';
 import { ProxyError, type Origin, type UpstreamRequest } from './exchange';
 import { forwardInterim } from './forward';
 import { NoProxyList } from './noProxy';
-import { QuickConnections } from './quickForward';
+import { QuickPools } from './quick/connections';
 import { UpstreamTunnelAgent } from './tls/tunnelAgent';
 import { describeCertificateError, upstreamCaList } from './tls/upstreamTrust';
 
-/** Origins with quick pass-through connections at once; the least recently created are closed beyond this. */
-const MAX_QUICK_ORIGINS = 64;
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
 /** Where traffic for an origin goes: straight to it, or through the configured upstream proxy. */
@@ -33,7 +31,6 @@ export class OriginClient implements Origin {
   private readonly upstreamAuth: string | null;
   private readonly noProxy: NoProxyList;
   private readonly timeoutMs: number;
-  private readonly idleMs: number;
   private readonly agentOptions: https.AgentOptions;
   /**
    * The CAs origins are verified against, as one context made at start (undefined: Node's
@@ -41,8 +38,8 @@ export class OriginClient implements Origin {
    * connection: about 3 ms of CPU each (bench/https.mjs profile).
    */
   private readonly secureContext: tls.SecureContext | undefined;
-  /** Keep-alive connections for the server's quick pass-through, per origin (see quickForward.ts). */
-  private readonly quickOrigins = new Map<string, QuickConnections>();
+  /** Keep-alive connections for the server's quick pass-through, per origin (see quick/connections.ts). */
+  readonly quick: QuickPools;
 
   constructor(config: Pick<ProxyConfig, 'upstreamProxy' | 'noProxy' | 'timeoutSeconds'> & Partial<Pick<ProxyConfig, 'idleTimeoutSeconds' | 'https'>>) {
     // `timeout` also closes pooled connections left idle that long: without it up to 256 idle
@@ -62,7 +59,7 @@ export class OriginClient implements Origin {
         : null;
     this.noProxy = new NoProxyList(config.noProxy);
     this.timeoutMs = Math.round(config.timeoutSeconds * 1000);
-    this.idleMs = idleMs;
+    this.quick = new QuickPools(this.timeoutMs, idleMs);
   }
 
   route(hostname: string, port: string | number): Route {
@@ -192,27 +189,11 @@ export class OriginClient implements Origin {
     return (this.upstreamTunnels ??= new UpstreamTunnelAgent(proxy, this.upstreamAuth, this.timeoutMs, { ...this.agentOptions, secureContext: this.secureContext }));
   }
 
-  /** Keep-alive connections straight to `origin` (http://host[:port]) for the quick pass-through. */
-  quickConnections(origin: string): QuickConnections {
-    let connections = this.quickOrigins.get(origin);
-    if (connections === undefined) {
-      if (this.quickOrigins.size >= MAX_QUICK_ORIGINS) {
-        const [oldest, old] = this.quickOrigins.entries().next().value as [string, QuickConnections];
-        this.quickOrigins.delete(oldest);
-        old.close();
-      }
-      connections = new QuickConnections(origin, this.timeoutMs, this.idleMs);
-      this.quickOrigins.set(origin, connections);
-    }
-    return connections;
-  }
-
   close(): void {
     this.httpAgent.destroy();
     this.httpsAgent.destroy();
     this.upstreamTunnels?.destroy();
-    for (const connections of this.quickOrigins.values()) connections.close();
-    this.quickOrigins.clear();
+    this.quick.close();
   }
 }
 

@@ -3,18 +3,16 @@ import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { Admission, Refusal } from './admission';
-import { quickTextResponse, sendText, writeRawResponse } from './answers';
+import { sendText, writeRawResponse } from './answers';
 import type { ProxyConfig } from './config';
 import type { EventBus } from './events';
-import { ProxyError, type Exchange, type QuickAnswer, type QuickPassThrough, type QuickRequest, type QuickResponder, type RequestHandler } from './exchange';
+import { newExchangeId, ProxyError, type Exchange, type RequestHandler } from './exchange';
 import { bodyBytes, VIA_NAME } from './forward';
-import { forwardRequestHeaders, HOST_VALUE } from './headers';
-import { parseSimpleRequest, plainPathStart } from './quickFront';
-import { QuickRelay, type QuickConnections } from './quickForward';
-import { giveToNode, takeFromNode } from './reclaim';
+import { forwardRequestHeaders } from './headers';
 import type { OriginClient } from './origin';
 import { describeNetworkError } from './origin';
-import { parseAbsoluteTarget } from './target';
+import { QuickFront } from './quick/front';
+import type { QuickLane } from './quick/lane';
 import type { Interceptor } from './tls/interceptor';
 import { Tunnels } from './tunnels';
 import { RespondingExchange } from './responding';
@@ -41,38 +39,6 @@ interface Connection {
   distrusted: boolean;
 }
 const CONNECTION = Symbol('caching-proxy.connection');
-/** The origin response being relayed on a quick-path connection, if any. */
-const RELAYING = Symbol('caching-proxy.relaying');
-type QuickSocket = net.Socket & { [RELAYING]?: QuickRelay | null };
-
-/** Where a quick pass-through request goes, taken from a normalised href (only when one is forwarded). */
-interface QuickTarget {
-  href: string;
-  /** http://host[:port], the key of its QuickConnections. */
-  origin: string;
-  /** Origin-form: path and query. */
-  path: string;
-  hostname: string;
-  port: number;
-  /** host[:port] as in the href, for messages. */
-  host: string;
-}
-
-function quickTargetOf(href: string): QuickTarget {
-  const slash = href.indexOf('/', 7);
-  const host = href.slice(7, slash);
-  const colon = host.lastIndexOf(':');
-  const hasPort = colon > host.lastIndexOf(']');
-  const hostname = hasPort ? host.slice(0, colon) : host;
-  return {
-    href,
-    origin: href.slice(0, slash),
-    path: href.slice(slash),
-    hostname: hostname.startsWith('[') ? hostname.slice(1, -1) : hostname,
-    port: hasPort ? Number(host.slice(colon + 1)) : 80,
-    host,
-  };
-}
 const EXCHANGE = Symbol('caching-proxy.exchange');
 type TrackedSocket = Duplex & { [CONNECTION]?: Connection };
 type TrackedResponse = http.ServerResponse & { [EXCHANGE]?: ExchangeImpl; [CONNECTION]?: Connection };
@@ -80,9 +46,6 @@ type TrackedResponse = http.ServerResponse & { [EXCHANGE]?: ExchangeImpl; [CONNE
 function connectionOf(socket: Duplex): Connection {
   return ((socket as TrackedSocket)[CONNECTION] ??= { owed: 0, afterOwed: null, reading: null, distrusted: false });
 }
-/** Request ids run on across rebinds (a port change makes a new server), so log lines never repeat an id. */
-let nextExchangeId = 1;
-
 class ExchangeImpl extends RespondingExchange implements Exchange {
   cacheOutcome?: string;
   private headersCache: http.OutgoingHttpHeaders | null = null;
@@ -114,20 +77,10 @@ class ExchangeImpl extends RespondingExchange implements Exchange {
 export class ProxyServer {
   private readonly server: http.Server;
   private handler: RequestHandler;
-  private quick: QuickResponder | null = null;
-  private quickPass: QuickPassThrough | null = null;
   /** Node's own 'connection' listener: a connection the quick path declines is handed to it. */
   private readonly nodeConnectionListeners: ((socket: net.Socket) => void)[];
-  /** Connections still read by the quick path (not yet handed to Node's parser). */
-  private readonly quickSockets = new Set<net.Socket>();
-  /** Authority as sent -> as `new URL` writes it (null: not for the quick path). */
-  private readonly quickAuthorities = new Map<string, string | null>();
-  private readonly onQuickData: (this: net.Socket, chunk: Buffer) => void;
-  private readonly onQuickEnd: (this: net.Socket) => void;
-  private readonly onQuickClose: (this: net.Socket) => void;
-  /** Quick-path connections relaying an origin's answer now. */
-  private relaying = 0;
-  private closing = false;
+  /** The quick path (core/quick/): every new connection is read there first. */
+  private readonly quick: QuickFront;
   private address: ListenAddress | null = null;
   private readonly inFlight = new Set<http.ServerResponse>();
   private readonly onResponseClose: (this: http.ServerResponse) => void;
@@ -173,36 +126,25 @@ export class ProxyServer {
     this.server.on('clientError', (err, socket) => this.onClientError(err as NodeJS.ErrnoException, socket));
     this.nodeConnectionListeners = this.server.listeners('connection') as ((socket: net.Socket) => void)[];
     this.server.removeAllListeners('connection');
-    this.onQuickData = function (this: net.Socket, chunk: Buffer) {
-      server.quickData(this, chunk);
-    };
-    this.onQuickEnd = function (this: net.Socket) {
-      this.end();
-    };
-    this.onQuickClose = function (this: QuickSocket) {
-      server.quickSockets.delete(this);
-      this[RELAYING]?.abort();
-    };
+    this.quick = new QuickFront({
+      config,
+      events,
+      admission: this.admission,
+      viaName: this.viaName,
+      origin: () => this.origin,
+      connectToNode: (socket) => {
+        for (const listener of this.nodeConnectionListeners) listener.call(this.server, socket);
+      },
+    });
     this.server.on('connection', (socket: net.Socket) => {
       socket.setTimeout(idleMs, () => socket.destroy());
-      if (this.quick === null && this.quickPass === null) return this.handOver(socket, null);
-      this.readQuick(socket);
+      this.quick.accept(socket);
     });
   }
 
-  /** The quick path reads this connection (new, or taken back from Node's parser). */
-  private readQuick(socket: net.Socket): void {
-    this.quickSockets.add(socket);
-    socket.on('data', this.onQuickData);
-    socket.on('end', this.onQuickEnd);
-    socket.on('close', this.onQuickClose);
-    socket.on('error', destroySocket);
-  }
-
-  /** Answers from `quick` the requests it can, on connections no request has left the quick path on yet. */
-  setQuickResponder(quick: QuickResponder | null, pass: QuickPassThrough | null = null): void {
-    this.quick = quick;
-    this.quickPass = pass;
+  /** The quick lane for plain requests read without Node's HTTP objects (null: none, every request takes the ordinary path). */
+  setQuickLane(lane: QuickLane | null): void {
+    this.quick.setLane(lane);
   }
 
   /** HTTPS interception for the CONNECTs it names (null: every CONNECT is a tunnel). */
@@ -217,164 +159,6 @@ export class ProxyServer {
   /** New upstream/timeout settings take effect for the next request; open connections are untouched. */
   setOrigin(origin: OriginClient): void {
     this.origin = origin;
-  }
-
-  /**
-   * One chunk from a connection still on the quick path. A simple request with a ready answer
-   * is answered here, and one the cache says cannot be stored (QuickPassThrough) is forwarded
-   * from here; anything else hands the connection, this chunk first, to Node's parser for good
-   * (requests after it on that connection take the ordinary path).
-   */
-  private quickData(socket: QuickSocket, chunk: Buffer): void {
-    if (socket[RELAYING]) {
-      // Sent before the response being relayed is complete: read once it is.
-      socket.pause();
-      socket.unshift(chunk);
-      return;
-    }
-    const quick = this.quick;
-    const head = quick === null && this.quickPass === null ? null : parseSimpleRequest(chunk, this.config.maxHeaderBytes);
-    if (head === null) return this.handOver(socket, chunk);
-    const href = this.quickTarget(head.target);
-    if (href === null || head.headers.via?.includes(this.viaName) || !HOST_VALUE.test(head.headers.host) || !this.admission.authorizedBy(head.headers['proxy-authorization'])) {
-      return this.handOver(socket, chunk);
-    }
-    const started = this.events.active ? performance.now() : 0;
-    const request: QuickRequest = { method: head.method, href, headers: head.headers };
-    const answer = quick === null ? null : quick(request);
-    if (answer === null) {
-      const pass = this.quickPass;
-      if (pass !== null) {
-        const target = quickTargetOf(href);
-        // Through an upstream proxy, or with every connection busy: the ordinary path (and its agent's queue).
-        const connections = this.origin.route(target.hostname, target.port).proxy === null ? this.origin.quickConnections(target.origin) : null;
-        const cacheStatus = connections?.available ? pass.decide(request) : null;
-        if (cacheStatus !== null) return this.quickForward(socket, request, target, connections!, cacheStatus, pass);
-      }
-      return this.handOver(socket, chunk);
-    }
-    let flushed: boolean;
-    if (answer.body === null) flushed = socket.write(answer.head);
-    else {
-      socket.cork();
-      socket.write(answer.head);
-      flushed = socket.write(answer.body);
-      socket.uncork();
-    }
-    if (!flushed) {
-      // A client that sends requests without reading the answers is not read until it does.
-      socket.pause();
-      socket.once('drain', () => {
-        if (!socket[RELAYING]) socket.resume();
-      });
-    }
-    if (this.events.active) this.quickEvents(head.method, href, answer, started);
-  }
-
-  /** Forwards a quick request over a keep-alive connection and relays the answer; the connection reads nothing else meanwhile. */
-  private quickForward(socket: QuickSocket, request: QuickRequest, target: QuickTarget, connections: QuickConnections, cacheStatus: string, pass: QuickPassThrough): void {
-    const id = nextExchangeId++;
-    if (this.events.active) this.events.emit({ type: 'request', id, method: request.method, url: target.href, httpVersion: '1.1' });
-    socket.pause();
-    // Plain GET/HEAD fields only (see quickFront.ts): every value is one string.
-    const headers = forwardRequestHeaders(request.headers, '1.1', this.viaName) as Record<string, string>;
-    const started = performance.now();
-    const attempt = (fresh: boolean) => {
-      const { client, reused } = connections.take(fresh)!;
-      const relay = new QuickRelay(
-        socket,
-        request.method,
-        cacheStatus,
-        (status, raw, lower) => pass.responded(request, status, raw, lower),
-        (error) => {
-          socket[RELAYING] = null;
-          this.relaying--;
-          connections.give(client, error === null);
-          // A kept-alive connection the origin had just closed: once more on a new one, as Node's agent does.
-          if (error !== null && reused && !relay.headSent && !socket.destroyed && (error as NodeJS.ErrnoException).code === 'UND_ERR_SOCKET' && connections.canOpen) {
-            return attempt(true);
-          }
-          this.quickForwarded(socket, relay, error, id, request.method, target, cacheStatus, started);
-        },
-      );
-      socket[RELAYING] = relay;
-      this.relaying++;
-      client.dispatch({ path: target.path, method: request.method, headers }, relay);
-    };
-    attempt(false);
-  }
-
-  private quickForwarded(socket: QuickSocket, relay: QuickRelay, error: Error | null, id: number, method: string, target: QuickTarget, cacheStatus: string, started: number): void {
-    if (error !== null) {
-      if (socket.destroyed) return; // the client left; the origin request was aborted for it
-      const pe = describeNetworkError(error as NodeJS.ErrnoException, target.host);
-      this.events.emit({ type: 'error', id, method, url: target.href, status: pe.status, code: pe.code, message: pe.message });
-      if (relay.headSent) return void socket.destroy();
-      // As the ordinary path answers (sendText): the connection stays open for the client's next request.
-      socket.write(quickTextResponse(method, pe.status, pe.message, cacheStatus));
-    } else if (this.events.active) {
-      this.events.emit({ type: 'response', id, method, url: target.href, status: relay.status, bytes: relay.bytes, durationMs: performance.now() - started, cache: cacheStatus || undefined });
-    }
-    if (this.closing) socket.end();
-    else socket.resume();
-  }
-
-  private quickEvents(method: string, url: string, answer: QuickAnswer, started: number): void {
-    const id = nextExchangeId++;
-    this.events.emit({ type: 'request', id, method, url, httpVersion: '1.1' });
-    this.events.emit({
-      type: 'response',
-      id,
-      method,
-      url,
-      status: answer.status,
-      bytes: answer.bodyLength,
-      durationMs: performance.now() - started,
-      cache: answer.outcome,
-    });
-  }
-
-  /**
-   * The href of an absolute http target the quick path may serve, or null (routing, loops and
-   * errors are the ordinary path's). Only the authority is parsed and remembered: with a
-   * different URL on every request, remembering whole targets kept young strings alive until
-   * they were promoted, and every hit then paid for old-generation collections.
-   */
-  private quickTarget(target: string): string | null {
-    const slash = plainPathStart(target);
-    if (slash < 0) return this.parsedTarget(target);
-    const authority = target.slice(7, slash);
-    let host = this.quickAuthorities.get(authority);
-    if (host === undefined) {
-      const url = this.parsedTarget(`http://${authority}/`);
-      host = url === null ? null : url.slice(7, -1);
-      if (this.quickAuthorities.size >= 256) this.quickAuthorities.clear();
-      this.quickAuthorities.set(authority, host);
-    }
-    if (host === null) return null;
-    return host === authority ? target : `http://${host}${target.slice(slash)}`;
-  }
-
-  private parsedTarget(target: string): string | null {
-    // A bad target or one that loops: the ordinary path explains why.
-    const url = parseAbsoluteTarget(target);
-    return typeof url !== 'string' && !this.admission.targetsSelf(url.hostname, Number(url.port || 80)) ? url.href : null;
-  }
-
-  /** From now on Node's HTTP server reads this connection; `chunk` is the first it sees. */
-  private handOver(socket: net.Socket, chunk: Buffer | null): void {
-    if (chunk !== null) {
-      this.quickSockets.delete(socket);
-      socket.removeListener('data', this.onQuickData);
-      socket.removeListener('end', this.onQuickEnd);
-      socket.removeListener('close', this.onQuickClose);
-      socket.removeListener('error', destroySocket);
-    }
-    giveToNode(socket, () => {
-      for (const listener of this.nodeConnectionListeners) listener.call(this.server, socket);
-    });
-    // Node's listener is reading the socket now: the chunk is delivered to it at once, ahead of any later bytes.
-    if (chunk !== null) socket.unshift(chunk);
   }
 
   listen(): Promise<ListenAddress> {
@@ -419,22 +203,21 @@ export class ProxyServer {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     // Quick-path connections are idle between requests, but for one relaying an origin's answer: that one is ended when the answer is complete.
-    this.closing = true;
-    for (const s of this.quickSockets) if (!(s as QuickSocket)[RELAYING]) s.end();
+    this.quick.closing();
     this.tunnels.closeAll();
     const deadline = Date.now() + graceMs;
-    while ((this.inFlight.size > 0 || this.relaying > 0) && Date.now() < deadline) {
+    while ((this.inFlight.size > 0 || this.quick.relaying > 0) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 25));
       this.server.closeIdleConnections();
     }
     this.server.closeAllConnections();
-    for (const s of this.quickSockets) s.destroy();
+    this.quick.destroyAll();
     await closed;
     this.events.emit({ type: 'closed' });
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const id = nextExchangeId++;
+    const id = newExchangeId();
     const startedAt = performance.now();
     const method = req.method ?? 'GET';
     const conn = connectionOf(req.socket);
@@ -468,27 +251,13 @@ export class ProxyServer {
     res[EXCHANGE] = ex;
   }
 
-  /**
-   * The last response owed on a connection Node's parser reads has closed: if the connection is
-   * idle and kept alive, the quick path reads it again (a browser's connection that began with
-   * a miss gets its later hits answered quickly).
-   */
-  private takeBack(res: TrackedResponse): void {
-    if ((this.quick === null && this.quickPass === null) || this.closing || !res.shouldKeepAlive || (res as { _last?: boolean })._last) return;
-    const socket = res.req?.socket;
-    if (!(socket instanceof net.Socket) || !takeFromNode(socket)) return;
-    socket.setTimeout(this.idleMs);
-    this.readQuick(socket);
-    socket.resume();
-  }
-
   private responseClosed(res: TrackedResponse): void {
     const conn = res[CONNECTION];
     if (conn) {
       res[CONNECTION] = undefined;
       conn.owed = Math.max(0, conn.owed - 1);
       if (conn.owed === 0 && conn.afterOwed) conn.afterOwed();
-      else if (conn.owed === 0 && !conn.distrusted) this.takeBack(res);
+      else if (conn.owed === 0 && !conn.distrusted) this.quick.takeBack(res);
     }
     const ex = res[EXCHANGE];
     if (!ex) return;
@@ -524,14 +293,14 @@ export class ProxyServer {
   }
 
   private onConnect(req: http.IncomingMessage, clientSocket: Duplex, head: Buffer): void {
-    const id = nextExchangeId++;
+    const id = newExchangeId();
     clientSocket.on('error', () => clientSocket.destroy());
     const target = this.admission.admit(req, 'connect');
     if (target instanceof Refusal) return this.refuseRaw(clientSocket, id, 'CONNECT', target);
     if (this.interceptor?.intercepts(target)) {
       // Decrypted, its requests come back through Node's parser and the same admission and handler as plain HTTP.
       this.tunnels.hold(clientSocket);
-      this.interceptor.accept(id, target, clientSocket as net.Socket, head, this.idleMs, (tls) => this.handOver(tls, null));
+      this.interceptor.accept(id, target, clientSocket as net.Socket, head, this.idleMs, (tls) => this.quick.handOver(tls, null));
       return;
     }
     this.tunnels.connect(id, this.origin, target, clientSocket, head, (status, message) => this.refuseRaw(clientSocket, id, 'CONNECT', new Refusal(status, message, target.authority)));
@@ -539,7 +308,7 @@ export class ProxyServer {
 
   /** WebSocket and other Upgrade requests: forwarded as a request, then both sockets spliced. */
   private onUpgrade(req: http.IncomingMessage, clientSocket: Duplex, head: Buffer): void {
-    const id = nextExchangeId++;
+    const id = newExchangeId();
     const method = req.method ?? 'GET';
     clientSocket.on('error', () => clientSocket.destroy());
     const routed = this.admission.admit(req, 'upgrade');
@@ -589,8 +358,4 @@ export class ProxyServer {
     }
     writeRawResponse(socket, status, message);
   }
-}
-
-function destroySocket(this: net.Socket): void {
-  this.destroy();
 }

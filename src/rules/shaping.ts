@@ -1,4 +1,5 @@
-import type { Exchange, QuickPassThrough, QuickRequest, QuickResponder, RequestHandler } from '../core/exchange';
+import type { Exchange, RequestHandler } from '../core/exchange';
+import { laneDeclining, type QuickLane } from '../core/quick/lane';
 import type { CompiledRule, RuleSet } from './ruleSet';
 
 /**
@@ -61,12 +62,8 @@ function waitUnlessGone(ex: Exchange, ms: number): Promise<void> {
   });
 }
 
-/** The server's quick lanes step aside for requests a rule shapes: those take the ordinary path, through shapingHandler. */
-export function shapingQuickLanes(rules: RuleSet, [quick, pass]: [QuickResponder | null, QuickPassThrough | null]): [QuickResponder | null, QuickPassThrough | null] {
-  if (!rules.shapes) return [quick, pass];
-  const shaped = (r: QuickRequest) => shapingRule(rules, r.method, new URL(r.href), r.headers) !== null;
-  return [
-    quick && ((r) => (shaped(r) ? null : quick(r))),
-    pass && { decide: (r) => (shaped(r) ? null : pass.decide(r)), responded: (r, ...rest) => pass.responded(r, ...rest) },
-  ];
+/** The server's quick lane steps aside for requests a rule shapes: those take the ordinary path, through shapingHandler. */
+export function shapingQuickLane(rules: RuleSet, lane: QuickLane | null): QuickLane | null {
+  if (!rules.shapes || lane === null) return lane;
+  return laneDeclining(lane, (r) => shapingRule(rules, r.method, new URL(r.href), r.headers) !== null);
 }

@@ -8,7 +8,7 @@ import type { ConfigInput } from '../../src/core/config';
 /**
  * Once a URL's response could not be stored (hit-for-miss), plain requests for it on a
  * keep-alive connection still on the quick path are forwarded by the server's quick
- * pass-through (core/quickForward.ts) over kept-alive origin connections. The first request for
+ * pass-through (core/quick/) over kept-alive origin connections. The first request for
  * a URL is the ordinary path's; the tests send it on a connection of its own (viaProxy), since
  * a connection the quick path hands to Node's parser stays there. What the client and the origin see must be what the
  * ordinary path gives them, and the cases around it (a changed response, a closed origin

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { plainPathStart } from '../../src/core/quickFront';
+import { plainPathStart } from '../../src/core/quick/request';
 
 /**
  * The quick path skips `new URL` for targets plainPathStart accepts and builds the href from the

@@ -1,13 +1,45 @@
+import type { IncomingHttpHeaders } from 'node:http';
+
 /**
- * The strict reader behind the server's quick path. Node's HTTP server costs a parser callback,
- * an IncomingMessage and a ServerResponse per request, about as much as a whole cache hit; for
+ * What a plain request is, and the strict reader behind the server's quick path. Node's HTTP
+ * server costs a parser callback, an IncomingMessage and a ServerResponse per request, about as much as a whole cache hit; for
  * the plainest requests (a GET or HEAD of an absolute http URL, read in one chunk) the server
- * reads the head here instead and, if the QuickResponder has the answer, writes it to the socket.
+ * reads the head here instead and the quick lane decides (see lane.ts).
  *
  * This reader never rejects anything. Whatever it does not fully understand (another method or
  * version, a body, a folded or repeated field, a control character, a partial or pipelined head)
  * it declines, and the connection goes to Node's parser, which answers it the ordinary way.
  */
+
+/**
+ * A request the server read without Node's HTTP parser: GET or HEAD, an absolute http URL,
+ * HTTP/1.1, no body, each header field once, nothing that changes framing (parseSimpleRequest).
+ */
+export interface QuickRequest {
+  method: 'GET' | 'HEAD';
+  /** The normalised absolute URL, as `new URL(target).href` gives it. */
+  href: string;
+  /** Lower-case names, one value each. */
+  headers: Record<string, string>;
+}
+
+/**
+ * The one check of what a plain request is: a GET or HEAD without a body that asks for nothing
+ * but a stored response (no directives, validators or ranges of its own). Only plain requests
+ * are answered from memory at once or forwarded on the quick path; every place that asks, asks here.
+ */
+export function isPlainRequest(method: string, h: IncomingHttpHeaders | Record<string, string>): boolean {
+  return (
+    (method === 'GET' || method === 'HEAD') &&
+    h['cache-control'] === undefined &&
+    h.pragma === undefined &&
+    h['if-none-match'] === undefined &&
+    h['if-modified-since'] === undefined &&
+    h.range === undefined &&
+    h['transfer-encoding'] === undefined &&
+    (h['content-length'] === undefined || h['content-length'] === '0')
+  );
+}
 
 export interface SimpleRequestHead {
   method: 'GET' | 'HEAD';
