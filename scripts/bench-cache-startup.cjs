@@ -162,6 +162,18 @@ function wrkRate(port, spread) {
   return Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]);
 }
 
+/** A stored entry asked for the moment the proxy listens (its index may still be loading): ms to its answer, and whether it was a hit. */
+async function firstHit(port) {
+  const http = require('node:http');
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: 'http://127.0.0.1:9/1k.bin?entry=0', headers: { host: '127.0.0.1:9' }, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ ms: performance.now() - t0, hit: /\bhit\b/.test(String(res.headers['cache-status'])) }));
+    }).on('error', reject);
+  });
+}
+
 /** The proxy itself on the store: listening after a clean stop and after SIGKILL, RSS idle and after every entry was hit, hit rates. */
 async function cliPhase(entries) {
   const http = require('node:http');
@@ -170,10 +182,12 @@ async function cliPhase(entries) {
   const originUrl = `http://127.0.0.1:${origin.address().port}`;
   const clean = [];
   const killed = [];
+  const firsts = [];
   let idle = null;
   for (let round = 0; round < 3; round++) {
     let cli = await startCli();
     clean.push(cli.listenMs);
+    firsts.push(await firstHit(cli.port));
     if (round === 0) {
       await new Promise((r) => setTimeout(r, 2000));
       idle = rssMiB(cli.proc.pid);
@@ -183,6 +197,7 @@ async function cliPhase(entries) {
     await stopCli(cli, 'SIGKILL');
     cli = await startCli();
     killed.push(cli.listenMs);
+    firsts.push(await firstHit(cli.port));
     await stopCli(cli, 'SIGTERM');
   }
   const cli = await startCli();
@@ -197,6 +212,7 @@ async function cliPhase(entries) {
   origin.close();
   const f = (xs) => xs.map((x) => x.toFixed(0)).join(' / ');
   console.log(`proxy listening after a clean stop: ${f(clean)} ms; after SIGKILL (2,000 writes before it): ${f(killed)} ms`);
+  console.log(`a stored entry asked for at once after listening: ${firsts.map((r) => `${r.ms.toFixed(0)} ms ${r.hit ? 'hit' : 'NOT A HIT'}`).join(' / ')} (clean, killed, ...)`);
   console.log(`proxy RSS idle: ${idle.rss.toFixed(0)} MiB; after a request for every entry (${hits} of ${entries} hits, ${everySeconds.toFixed(1)} s): ${afterAll.rss.toFixed(0)} MiB (peak ${afterAll.peak.toFixed(0)} MiB)`);
   console.log(`fresh hits/s, wrk -c32, spread over 100 entries: ${small.toFixed(0)} then ${smallAgain.toFixed(0)}; spread over all ${entries}: ${spread.toFixed(0)}`);
 }

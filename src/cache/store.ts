@@ -94,6 +94,11 @@ export class Store {
     await this.openDisk(this.limits.dir);
   }
 
+  /** Resolves once the disk tier's index is in (at once without one; also if it failed to load). */
+  async whenLoaded(): Promise<void> {
+    await this.disk?.ready.catch(() => {});
+  }
+
   /** Bytes the store may hold. */
   get capacity(): number {
     const disk = Math.floor(this.limits.maxSizeMB * MiB);
@@ -133,7 +138,8 @@ export class Store {
 
   /** Some variant of the URL is stored. */
   hasUrl(href: string): boolean {
-    if (this.disk) return this.disk.has(hashKey(plainKey(href)));
+    // While the disk index loads, any URL may be stored (prefetch and the quick pass-through hold back).
+    if (this.disk) return !this.disk.loaded || this.disk.has(hashKey(plainKey(href)));
     return this.keysByUrl.has(href);
   }
 
@@ -495,7 +501,8 @@ export class Store {
             dispose: (entry, key, reason) => this.leftMemory(entry, key, reason),
           },
     );
-    this.disk?.setLimits(this.effectiveMaxBytes(), limits.maxEntries);
+    // A disk index still loading takes its limits once it is in (see openDisk).
+    if (this.disk?.loaded) this.disk.setLimits(this.effectiveMaxBytes(), limits.maxEntries);
     for (const entry of carry) {
       if (!diskMode && entry.body === null) continue;
       if (entry.body && entry.size > this.share && diskMode) entry.body = null;
@@ -503,21 +510,31 @@ export class Store {
     }
   }
 
-  /** maxSizeMB, but never more than a share of the free disk (what the store holds counts as free). */
-  private effectiveMaxBytes(): number {
+  /**
+   * maxSizeMB, but never more than a share of the free disk (what the store holds counts as
+   * free). `freeBytes`: the free space as it was when the store was opened (its index may have
+   * loaded later, while others wrote to the disk).
+   */
+  private effectiveMaxBytes(freeBytes = this.freeDiskBytes()): number {
     const configured = Math.floor(this.limits.maxSizeMB * MiB);
-    if (!this.disk) return configured;
-    try {
-      const s = fs.statfsSync(this.disk.dir);
-      const allowed = Math.floor((s.bavail * s.bsize + this.disk.bytes) * FREE_DISK_SHARE);
-      if (allowed < configured) {
-        this.report.notice('info', `cache: size limit ${Math.round(allowed / MiB)} MiB, half of the free disk space (maxSizeMB is ${this.limits.maxSizeMB})`);
-        return allowed;
-      }
-    } catch {
-      // statfs unavailable: the configured limit.
+    if (!this.disk || freeBytes === null) return configured;
+    const allowed = Math.floor((freeBytes + this.disk.bytes) * FREE_DISK_SHARE);
+    if (allowed < configured) {
+      this.report.notice('info', `cache: size limit ${Math.round(allowed / MiB)} MiB, half of the free disk space (maxSizeMB is ${this.limits.maxSizeMB})`);
+      return allowed;
     }
     return configured;
+  }
+
+  private freeDiskBytes(): number | null {
+    if (!this.disk) return null;
+    try {
+      const s = fs.statfsSync(this.disk.dir);
+      return s.bavail * s.bsize;
+    } catch {
+      // statfs unavailable: the configured limit.
+      return null;
+    }
   }
 
   /** Applies new limits without losing entries; a new directory moves to that directory's store. */
@@ -541,11 +558,16 @@ export class Store {
     this.configure(limits, entries);
   }
 
+  /**
+   * Opens the disk tier and returns once it takes writes; its index loads in the background
+   * (EntryStore.start), and what needs it waits for it. Once it is in, the limits apply and the
+   * start is reported; if it cannot be loaded, the cache goes on in memory.
+   */
   private async openDisk(dir: string | null): Promise<void> {
     this.disk = null;
     if (dir) {
       try {
-        this.disk = await EntryStore.open(dir, {
+        this.disk = await EntryStore.start(dir, {
           maxBytes: Math.floor(this.limits.maxSizeMB * MiB),
           maxEntries: this.limits.maxEntries,
           onEvict: (prefix) => this.evictedFromDisk(prefix),
@@ -556,11 +578,32 @@ export class Store {
       }
     }
     this.configure(this.limits, []);
-    const r = this.disk?.report;
-    if (r?.snapshotDamaged) this.report.notice('warn', `cache: the index snapshot in ${dir} is damaged; the entries it listed are dropped and will be fetched again`);
-    if (r && (r.entries || r.migrating)) {
+    const disk = this.disk;
+    if (!disk) return;
+    const freeAtOpen = this.freeDiskBytes();
+    this.track(
+      disk.ready.then(
+        () => {
+          if (this.disk !== disk) return;
+          disk.setLimits(this.effectiveMaxBytes(freeAtOpen), this.limits.maxEntries);
+          this.reportOpened(disk, dir!);
+        },
+        (err) => {
+          if (this.disk !== disk) return;
+          this.warnDisk(err, dir!);
+          this.disk = null;
+          this.configure(this.limits, this.oldestFirst());
+        },
+      ),
+    );
+  }
+
+  private reportOpened(disk: EntryStore, dir: string): void {
+    const r = disk.report;
+    if (r.snapshotDamaged) this.report.notice('warn', `cache: the index snapshot in ${dir} is damaged; the entries it listed are dropped and will be fetched again`);
+    if (r.entries || r.migrating) {
       const how = r.fromSnapshot ? (r.journalRecords ? `snapshot and ${r.journalRecords} journal records` : 'snapshot') : `journal of ${r.journalRecords} records`;
-      this.report.notice('info', `cache: ${r.entries} entries in ${dir}, index read in ${Math.round(r.ms)} ms (${how})${r.migrating ? '; migrating the previous layout in the background' : ''}`);
+      this.report.notice('info', `cache: ${r.entries} entries in ${dir}, index read in ${Math.round(r.ms)} ms (${how}), while serving${r.migrating ? '; migrating the previous layout in the background' : ''}`);
     }
   }
 

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { filesUnder } from '../helpers/files';
-import { startTestProxy, viaProxy, type TestProxy } from '../helpers/net';
+import { startTestProxy, viaProxy, waitFor, type TestProxy } from '../helpers/net';
 import { bodyOf, crc, writeLegacyEntry, writeLegacyIndex } from '../helpers/storeEntries';
 import { cacheEvents, startCaseOrigin, type CaseOrigin } from './origin';
 import type { ConfigInput } from '../../src/core/config';
@@ -243,7 +243,8 @@ test('a damaged index snapshot: the proxy starts (empty), says so, and caches ag
     await p.close();
     flipBit(path.join(dir, 'store', 'index.snap'), 30);
     p = await start();
-    assert.ok(p.events.some((e) => e.type === 'notice' && e.level === 'warn' && /index snapshot .* is damaged/.test(e.message)), 'the start says so');
+    // The index loads while the proxy serves; the notice comes once it is in.
+    await waitFor(() => p.events.some((e) => e.type === 'notice' && e.level === 'warn' && /index snapshot .* is damaged/.test(e.message)), 'the start says so', 60_000);
     const r = await viaProxy(p.port, `${origin.url}/max-age`);
     assert.equal(r.text, 'max-age v1');
     assert.equal(origin.count('/max-age'), 2);

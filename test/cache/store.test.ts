@@ -233,3 +233,37 @@ test('store: after a crash, a body file whose record was never written is remove
     assert.ok((await bodyFrom(second, url(1)))!.equals(bodyOf(url(1), BIG)), 'the live body stays');
     await second.close();
   }));
+
+test('store: while the index loads in the background, lookups, writes and removals wait for it; nothing is missed or lost', () =>
+  withStore(async (dir) => {
+    let store = await EntryStore.open(dir, { maxBytes: 1e9 });
+    for (let i = 0; i < 300; i++) await putBody(store, url(i), bodyOf(url(i), i === 7 ? BIG : 1024));
+    await store.close();
+
+    store = await EntryStore.start(dir, { maxBytes: 1e9 });
+    // start() resolves before the index has been read: it reads the snapshot asynchronously.
+    assert.equal(store.loaded, false);
+    const hash = (i: number) => metaFor(url(i), Buffer.alloc(0)).hash;
+    const lookedUp = store.get(hash(5));
+    const big = bodyFrom(store, url(7));
+    const replaced = putBody(store, url(6), bodyOf(url(6) + 'v2', 1024));
+    const added = putBody(store, url(1000), bodyOf(url(1000), 1024));
+    store.remove(hash(8));
+    assert.equal((await lookedUp)!.meta.url, url(5), 'a stored entry looked up while loading is found');
+    assert.ok((await big)!.equals(bodyOf(url(7), BIG)));
+    await Promise.all([replaced, added]);
+    await store.ready;
+    assert.equal(store.loaded, true);
+    await store.settled();
+    assert.ok((await bodyFrom(store, url(6)))!.equals(bodyOf(url(6) + 'v2', 1024)), 'the write made while loading is not overwritten by the index');
+    assert.ok((await bodyFrom(store, url(1000)))!.equals(bodyOf(url(1000), 1024)));
+    assert.equal(await store.get(hash(8)), null);
+    assert.equal(store.count, 300 - 1 + 1);
+    await store.close();
+
+    store = await EntryStore.open(dir, { maxBytes: 1e9 });
+    assert.equal(store.count, 300);
+    assert.ok((await bodyFrom(store, url(6)))!.equals(bodyOf(url(6) + 'v2', 1024)));
+    assert.equal(await store.get(hash(8)), null);
+    await store.close();
+  }));

@@ -24,6 +24,8 @@ interface Log {
   /** url -> versions started, not known to have completed. */
   started: Map<string, Map<number, number>>;
   oks: number;
+  /** Hash prefixes of evicted entries (their URLs are not in the line). */
+  evicted: Set<string>;
 }
 
 function parse(lines: string[], log: Log): void {
@@ -34,15 +36,18 @@ function parse(lines: string[], log: Log): void {
       log.started.get(url)!.set(Number(v), Number(size));
     } else if (what === 'ok') {
       log.state.set(url, Number(v));
+      // Written again after an eviction: it must be there.
+      log.evicted.delete(metaFor(url, Buffer.alloc(0)).hash.slice(0, 16));
       log.oks++;
     } else if (what === 'rm') log.state.set(url, 0);
+    else if (what === 'evict') log.evicted.add(url);
   }
 }
 
 /** Runs the writer child until it has completed `okTarget` puts (or opened, for 0), then SIGKILLs it. */
-function runAndKill(dir: string, seed: number, okTarget: number, log: Log): Promise<void> {
+function runAndKill(dir: string, seed: number, okTarget: number, log: Log, env: Record<string, string> = {}): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CHILD], { env: { ...process.env, STORE_CHILD_DIR: dir, STORE_CHILD_SEED: String(seed), STORE_CHILD_URLS: '150' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [CHILD], { env: { ...process.env, STORE_CHILD_DIR: dir, STORE_CHILD_SEED: String(seed), STORE_CHILD_URLS: '150', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
     let pending = '';
     let oks = 0;
     let opened = false;
@@ -81,8 +86,8 @@ async function verify(store: EntryStore, log: Log): Promise<number> {
     const done = log.state.get(url);
     const found = await store.get(hash); // throws CorruptEntryError if anything was damaged
     if (!found) {
-      // Absent is right only if nothing completed since the last removal.
-      assert.ok(done === undefined || done === 0, `${url}: version ${done} had completed, and is gone`);
+      // Absent is right only if nothing completed since the last removal, or it was evicted.
+      assert.ok(done === undefined || done === 0 || log.evicted.has(hash.slice(0, 16)), `${url}: version ${done} had completed, and is gone`);
       continue;
     }
     present++;
@@ -99,7 +104,7 @@ async function verify(store: EntryStore, log: Log): Promise<number> {
 
 test('SIGKILL at random moments while the store writes, replaces and removes entries: what completed survives, nothing is corrupt', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'faults-store-kill-'));
-  const log: Log = { state: new Map(), started: new Map(), oks: 0 };
+  const log: Log = { state: new Map(), started: new Map(), oks: 0, evicted: new Set() };
   try {
     const targets = [40, 1, 120, 7, 300, 60];
     for (let round = 0; round < targets.length; round++) {
@@ -132,7 +137,7 @@ test('SIGKILL while an old-layout cache is being migrated: every old entry arriv
       legacy.push(writeLegacyEntry(dir, url, bodyOf(url, i % 25 === 0 ? 150_000 : 700 + i)));
     }
     writeLegacyIndex(dir, legacy);
-    const log: Log = { state: new Map(), started: new Map(), oks: 0 };
+    const log: Log = { state: new Map(), started: new Map(), oks: 0, evicted: new Set() };
     for (const [round, target] of [0, 5, 30].entries()) {
       if (!fs.existsSync(path.join(dir, 'entries'))) break;
       await runAndKill(dir, 100 + round, target, log);
@@ -150,6 +155,29 @@ test('SIGKILL while an old-layout cache is being migrated: every old entry arriv
     await verify(store, log);
     assert.ok(!fs.existsSync(path.join(dir, 'entries')) && !fs.existsSync(path.join(dir, 'index.json')), 'the old layout is gone once migrated');
     await store.close();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('SIGKILL while the index still loads in the background and writes wait for it, under a size limit: what completed survives unless evicted, the limit holds', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'faults-store-loading-'));
+  const log: Log = { state: new Map(), started: new Map(), oks: 0, evicted: new Set() };
+  const maxBytes = 3 * 1024 * 1024;
+  try {
+    // 0: killed as soon as the store takes writes, before its index is in.
+    const targets = [30, 0, 2, 90, 0, 200];
+    for (let round = 0; round < targets.length; round++) {
+      await runAndKill(dir, 200 + round, targets[round], log, { STORE_CHILD_START: '1', STORE_CHILD_MAX_BYTES: String(maxBytes) });
+      const store = await EntryStore.open(dir, { maxBytes });
+      const present = await verify(store, log);
+      assert.equal(present, store.count, 'nothing in the index that the writer did not write');
+      assert.ok(store.bytes <= maxBytes, `${store.bytes} bytes stored, limit ${maxBytes}`);
+      await store.whenIdle();
+      console.log(`round ${round + 1}: ${log.oks} completed writes in all, ${log.evicted.size} evicted; ${store.count} entries, ${store.bytes} bytes`);
+      await store.close();
+    }
+    assert.ok(log.evicted.size > 0, 'the limit was reached');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

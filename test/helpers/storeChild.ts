@@ -6,6 +6,7 @@
  *   ok <url> <version>             the put resolved: it must survive
  *   rm <url>                       removed
  *   touch <url>
+ *   evict <hash prefix>            about to be evicted (said before the store forgets it)
  * Run as a test file by `node --test` it does nothing.
  */
 import * as fs from 'node:fs';
@@ -19,8 +20,11 @@ async function main(): Promise<void> {
   const seed = Number(process.env.STORE_CHILD_SEED ?? 1);
   const urls = Number(process.env.STORE_CHILD_URLS ?? 300);
   const maxBytes = Number(process.env.STORE_CHILD_MAX_BYTES ?? 1e12);
-  const store = await EntryStore.open(dir, { maxBytes, packBytes: 256 * 1024, onEvict: (prefix) => say(`evict ${prefix}`) });
-  say(`open ${store.count} ${store.migrating ? 'migrating' : 'plain'}`);
+  const options = { maxBytes, packBytes: 256 * 1024, onEvict: (prefix: string) => say(`evict ${prefix}`) };
+  // STORE_CHILD_START=1: writes from the moment the store takes them, while its index still loads.
+  const inBackground = process.env.STORE_CHILD_START === '1';
+  const store = inBackground ? await EntryStore.start(dir, options) : await EntryStore.open(dir, options);
+  say(inBackground ? `open loading` : `open ${store.count} ${store.migrating ? 'migrating' : 'plain'}`);
   let rnd = seed;
   const random = () => {
     rnd = (rnd * 1103515245 + 12345) & 0x7fffffff;

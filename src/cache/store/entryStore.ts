@@ -70,7 +70,13 @@ export class EntryStore {
   readonly storeDir: string;
   readonly tmpDir: string;
   private readonly bodiesDir: string;
-  private index: KeyIndex;
+  /** Empty until the index is loaded (see ready): lookups and writes wait for it, the rest sees an empty store. */
+  private index = new KeyIndex();
+  private journal!: IndexJournal;
+  private packs!: Packs;
+  /** Resolves once the index is loaded; rejects if it could not be (the store then stays empty and refuses writes). */
+  readonly ready: Promise<void>;
+  private loading: Promise<void> | null;
   private closed = false;
   private checkpointing: Promise<void> | null = null;
   private compacting = false;
@@ -85,25 +91,36 @@ export class EntryStore {
 
   private constructor(
     readonly dir: string,
-    private readonly journal: IndexJournal,
-    index: KeyIndex,
-    private readonly packs: Packs,
     private options: StoreOptions,
+    started: number,
   ) {
     this.storeDir = path.join(dir, 'store');
     this.tmpDir = path.join(dir, 'tmp');
     this.bodiesDir = path.join(this.storeDir, 'bodies');
-    this.index = index;
     this.touchTimer = setInterval(() => this.flushTouches(), TOUCH_FLUSH_MS);
     this.touchTimer.unref();
+    this.loading = this.ready = this.load(started);
+    this.track(this.ready);
+  }
+
+  /** Opens (or creates) the store and waits for its index (tools and tests; the proxy uses start). */
+  static async open(dir: string, options: StoreOptions): Promise<EntryStore> {
+    const store = await EntryStore.start(dir, options);
+    await store.ready;
+    return store;
   }
 
   /**
-   * Opens (or creates) the store. Reads the index snapshot and journal, opens the pack files,
-   * empties tmp: nothing here reads entries, so it takes the same time after a crash. An
-   * old-layout cache in dir is migrated in the background; its entries are served meanwhile.
+   * Opens (or creates) the store, and resolves once it takes writers: the directories made, the
+   * lock taken, tmp emptied. The index (snapshot and journals, tens of MB for a million entries)
+   * is loaded in the background from then on, yielding to the event loop as it goes, so the
+   * proxy listens without waiting for it; `ready` says when it is in. Until then every lookup,
+   * write and removal waits for it (a request for a stored URL is answered from the store, only
+   * later), so nothing is missed or overwritten. Nothing here reads entries, so it takes the same
+   * time after a crash. An old-layout cache in dir is migrated in the background; its entries
+   * are served meanwhile.
    */
-  static async open(dir: string, options: StoreOptions): Promise<EntryStore> {
+  static async start(dir: string, options: StoreOptions): Promise<EntryStore> {
     const started = performance.now();
     const root = path.resolve(dir);
     await fsp.mkdir(root, { recursive: true, mode: DIR_MODE });
@@ -114,49 +131,72 @@ export class EntryStore {
     const tmpDir = path.join(root, 'tmp');
     for (const d of [storeDir, tmpDir, path.join(storeDir, 'packs'), path.join(storeDir, 'bodies')]) await fsp.mkdir(d, { recursive: true, mode: DIR_MODE });
     lockStore(storeDir);
-    let store: EntryStore;
     try {
+      // Before any writer of this run puts a file there.
       for (const name of await fsp.readdir(tmpDir)) await fsp.unlink(path.join(tmpDir, name)).catch(() => {});
-      const { journal, loaded } = IndexJournal.load(storeDir);
-      const afterCrash = loaded.journalRecords > 0;
-      const packs = Packs.open(path.join(storeDir, 'packs'), options.packBytes, afterCrash);
-      store = new EntryStore(root, journal, loaded.index, packs, options);
-      for (const id of loaded.index.oldestFirst()) {
-        const loc = loaded.index.location(id);
-        packs.addLive(loc.pack, loc.length);
-      }
-      store.migration = LegacyMigration.detect(root, store);
-      store.report = {
-        entries: store.index.count,
-        bytes: store.index.totalBytes,
-        fromSnapshot: loaded.fromSnapshot,
-        journalRecords: loaded.journalRecords,
-        ms: performance.now() - started,
-        afterCrash,
-        migrating: store.migration !== null,
-        snapshotDamaged: loaded.snapshotDamaged,
-      };
     } catch (err) {
       unlockStore(storeDir);
       throw err;
     }
-    // Background work, after the caller has started serving.
+    return new EntryStore(root, options, started);
+  }
+
+  /** The index, from the snapshot and journals, then the packs; then the background work of a start. */
+  private async load(started: number): Promise<void> {
+    try {
+      const { journal, loaded } = await IndexJournal.load(this.storeDir);
+      const afterCrash = loaded.journalRecords > 0;
+      let packs: Packs;
+      try {
+        packs = Packs.open(path.join(this.storeDir, 'packs'), this.options.packBytes, afterCrash);
+      } catch (err) {
+        journal.close();
+        throw err;
+      }
+      for (const [pack, bytes] of loaded.index.recordBytesByPack()) packs.addLive(pack, bytes);
+      this.journal = journal;
+      this.packs = packs;
+      this.index = loaded.index;
+      this.migration = LegacyMigration.detect(this.dir, this);
+      this.report = {
+        entries: this.index.count,
+        bytes: this.index.totalBytes,
+        fromSnapshot: loaded.fromSnapshot,
+        journalRecords: loaded.journalRecords,
+        ms: performance.now() - started,
+        afterCrash,
+        migrating: this.migration !== null,
+        snapshotDamaged: loaded.snapshotDamaged,
+      };
+    } catch (err) {
+      this.closed = true;
+      clearInterval(this.touchTimer);
+      unlockStore(this.storeDir);
+      throw err;
+    } finally {
+      this.loading = null;
+    }
+    this.evict();
+    // Background work, once the requests that waited for the index have had their turn.
     setImmediate(() => {
-      if (store.closed) return;
-      if (store.report.afterCrash) store.track(store.sweepOrphanBodies());
-      if (store.migration) {
-        const migration = store.migration;
-        store.track(
+      if (this.closed) return;
+      if (this.report.afterCrash) this.track(this.sweepOrphanBodies());
+      if (this.migration) {
+        const migration = this.migration;
+        this.track(
           migration.run().then((count) => {
-            if (store.migration === migration) store.migration = null;
-            options.onMigrated?.(count);
+            if (this.migration === migration) this.migration = null;
+            this.options.onMigrated?.(count);
           }),
         );
       }
-      store.maybeCompact();
+      this.maybeCompact();
     });
-    store.evict();
-    return store;
+  }
+
+  /** Whether the index is in (until then the store looks empty to has(), count and bytes). */
+  get loaded(): boolean {
+    return this.loading === null;
   }
 
   get count(): number {
@@ -170,7 +210,7 @@ export class EntryStore {
 
   /** Bytes on disk: pack files (live records and garbage not yet compacted) plus body files. */
   diskUsage(): { packBytes: number; liveBytes: number } {
-    return { packBytes: this.packs.diskBytes, liveBytes: this.index.totalBytes };
+    return { packBytes: this.packs ? this.packs.diskBytes : 0, liveBytes: this.index.totalBytes };
   }
 
   get migrating(): boolean {
@@ -179,7 +219,8 @@ export class EntryStore {
 
   setLimits(maxBytes: number, maxEntries = 0): void {
     this.options = { ...this.options, maxBytes, maxEntries };
-    this.evict();
+    // While the index loads, the limits apply once it is in.
+    if (this.loaded) this.evict();
   }
 
   newWriter(): StoreWriter {
@@ -206,6 +247,7 @@ export class EntryStore {
    * with CorruptEntryError, never returned.
    */
   async get(hash: string): Promise<StoredEntry | null> {
+    if (!(await this.usable())) return null;
     const [h0, h1] = hashHalves(hash);
     let id = this.index.find(h0, h1);
     if (id < 0 && this.migration) {
@@ -216,7 +258,7 @@ export class EntryStore {
     const loc = this.index.location(id);
     let decoded;
     try {
-      decoded = decodeRecord(await this.packs.read(loc.pack, loc.offset, loc.length));
+      decoded = decodeRecord(this.packs.readNow(loc.pack, loc.offset, loc.length));
       if (decoded.hash !== hash) throw new CorruptRecordError('record belongs to another key');
     } catch (err) {
       if (!(err instanceof CorruptRecordError)) throw err;
@@ -279,6 +321,7 @@ export class EntryStore {
    * damaged file is never sent; the caller streams the handle from the start.
    */
   async openVerified(hash: string, expected: string, size: number): Promise<fsp.FileHandle> {
+    await this.usable();
     const [h0, h1] = hashHalves(hash);
     const id = this.index.find(h0, h1);
     if (id < 0) throw new CorruptEntryError('entry not in the store');
@@ -326,6 +369,7 @@ export class EntryStore {
   }
 
   private async doPut(meta: EntryMeta, body: Buffer | null, bodyFile: string | null, link: boolean, asOldest: boolean): Promise<void> {
+    if (!(await this.usable()) || this.closed) throw new Error('the cache store is closed');
     const inline = body !== null && body.length <= INLINE_MAX ? body : null;
     if (!inline && bodyFile === null) throw new Error('a body larger than INLINE_MAX needs its file');
     const record = encodeRecord(meta.hash, JSON.stringify(meta), inline);
@@ -396,6 +440,12 @@ export class EntryStore {
 
   /** Removes an entry (purge, invalidation, a damaged one). */
   remove(hash: string): void {
+    if (this.loading) {
+      // Removed once the index is in (it may name the entry), in turn with the puts that wait
+      // for it: usable() resolves them in the order they were called.
+      this.track(this.usable().then((ok) => ok && this.remove(hash)));
+      return;
+    }
     const [h0, h1] = hashHalves(hash);
     const id = this.index.find(h0, h1);
     if (id < 0) return;
@@ -428,8 +478,9 @@ export class EntryStore {
     while ((this.index.totalBytes > this.options.maxBytes || this.index.count > maxEntries) && this.index.count > 0) {
       const id = this.index.oldest();
       const [h0, h1] = this.index.hashOf(id);
-      this.removeId(id, h0, h1);
+      // Told first: whoever logs evictions never misses one a crash cut short.
       this.options.onEvict?.(prefixOf(h0, h1));
+      this.removeId(id, h0, h1);
     }
   }
 
@@ -446,6 +497,7 @@ export class EntryStore {
    * HAR export, purge by host). Damaged records are skipped (and removed).
    */
   async *entries(limit = Infinity): AsyncGenerator<EntryMeta> {
+    if (!(await this.usable())) return;
     const ids = [];
     for (const id of this.index.newestFirst()) {
       if (ids.length >= limit) break;
@@ -465,8 +517,9 @@ export class EntryStore {
 
   /** Removes every entry. */
   async clear(): Promise<number> {
-    const n = this.index.count;
+    if (!(await this.usable())) return 0;
     await this.settle();
+    const n = this.index.count;
     for (const id of [...this.index.oldestFirst()]) {
       const [h0, h1] = this.index.hashOf(id);
       this.removeId(id, h0, h1);
@@ -483,7 +536,7 @@ export class EntryStore {
   }
 
   private flushTouches(): void {
-    if (!this.closed) this.journal.flushTouches();
+    if (!this.closed && this.loaded) this.journal.flushTouches();
   }
 
   private async checkpoint(): Promise<void> {
@@ -625,6 +678,12 @@ export class EntryStore {
     this.knownBodyDirs.add(pack);
   }
 
+  /** Waits for the index; false if it could not be loaded (the store is then closed). */
+  private async usable(): Promise<boolean> {
+    if (this.loading) await this.loading.catch(() => {});
+    return this.packs !== undefined;
+  }
+
   private track<T>(p: Promise<T>): void {
     const guarded = p.catch(() => {});
     this.pending.add(guarded);
@@ -651,6 +710,7 @@ export class EntryStore {
 
   /** Stops background work, writes a snapshot (so the next start replays nothing) and closes the files. */
   async close(): Promise<void> {
+    await this.usable();
     if (this.closed) return;
     this.migration?.stop();
     clearInterval(this.touchTimer);

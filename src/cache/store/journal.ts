@@ -53,10 +53,13 @@ export function encodeRecord(buf: Buffer, pos: number, op: Op, h0: number, h1: n
   buf.writeUInt32LE(crc32!(buf.subarray(pos, pos + 28)), pos + 28);
 }
 
-/** Applies records to the index; returns how many bytes of buf were whole, valid records. */
-function replay(index: KeyIndex, buf: Buffer, start: number, checkEach: boolean): number {
+/** Journal records replayed (or snapshot rows indexed) between two yields of a start-up in the background. */
+const SLICE_RECORDS = 65_536;
+
+/** Applies records buf[start, end) to the index; returns where the whole, valid records end (short of `end` at the first bad one). */
+function replay(index: KeyIndex, buf: Buffer, start: number, end: number, checkEach: boolean): number {
   let pos = start;
-  for (; pos + RECORD_SIZE <= buf.length; pos += RECORD_SIZE) {
+  for (; pos + RECORD_SIZE <= end; pos += RECORD_SIZE) {
     if (checkEach && buf.readUInt32LE(pos + 28) !== crc32!(buf.subarray(pos, pos + 28))) break;
     const op = buf[pos];
     const h0 = buf.readUInt32LE(pos + 4);
@@ -73,6 +76,12 @@ function replay(index: KeyIndex, buf: Buffer, start: number, checkEach: boolean)
   }
   return pos;
 }
+
+/**
+ * What reading the index asks of whoever drives it (see readIndex): a file's bytes (null if it
+ * does not exist), or a pause between two slices of work.
+ */
+type ReadStep = { read: string } | { pause: true };
 
 export interface LoadedIndex {
   index: KeyIndex;
@@ -102,59 +111,39 @@ export class IndexJournal {
 
   /** The index as the files hold it now, changing nothing (for tools and tests; a running store may be appending). */
   static inspect(dir: string): KeyIndex {
-    return IndexJournal.read(dir, false).index;
+    return readNow(dir, false).index;
   }
 
-  /** Reads the snapshot and replays the journals after it; leaves a journal open for appending. */
-  static load(dir: string): { journal: IndexJournal; loaded: LoadedIndex } {
-    const { index, fromSnapshot, snapshotDamaged, journalRecords, snapshotGen, gens } = IndexJournal.read(dir, true);
+  /**
+   * Reads the snapshot and replays the journals after it, reading files asynchronously and
+   * yielding to the event loop every SLICE_RECORDS records, so a proxy that is already
+   * listening keeps serving meanwhile; leaves a journal open for appending.
+   */
+  static async load(dir: string): Promise<{ journal: IndexJournal; loaded: LoadedIndex }> {
+    const steps = readIndex(dir, true);
+    let step = steps.next(null);
+    while (!step.done) {
+      const want: ReadStep = step.value;
+      let answer: Buffer | null = null;
+      if ('read' in want) answer = await fs.promises.readFile(want.read).catch(() => null);
+      else await new Promise((resolve) => setImmediate(resolve));
+      step = steps.next(answer);
+    }
+    return IndexJournal.opened(dir, step.value);
+  }
+
+  /** load(), all at once (tools and tests). */
+  static loadNow(dir: string): { journal: IndexJournal; loaded: LoadedIndex } {
+    return IndexJournal.opened(dir, readNow(dir, true));
+  }
+
+  private static opened(dir: string, read: ReadIndex): { journal: IndexJournal; loaded: LoadedIndex } {
+    const { index, fromSnapshot, snapshotDamaged, journalRecords, snapshotGen, gens } = read;
     const journal = new IndexJournal(dir);
     journal.generation = Math.max(snapshotGen, gens.length ? gens[gens.length - 1] : 0);
     journal.records = journalRecords;
     journal.fd = fs.openSync(path.join(dir, JOURNAL_PREFIX + journal.generation), 'a', FILE_MODE);
     return { journal, loaded: { index, fromSnapshot, snapshotDamaged, journalRecords } };
-  }
-
-  /** `repair`: deletes journals the snapshot holds and cuts torn tails, so appends follow whole records. */
-  private static read(dir: string, repair: boolean): LoadedIndex & { snapshotGen: number; gens: number[] } {
-    let index = new KeyIndex();
-    let snapshotGen = 0;
-    let fromSnapshot = false;
-    let snapshotDamaged = false;
-    let buf: Buffer | null = null;
-    try {
-      buf = fs.readFileSync(path.join(dir, SNAPSHOT_FILE));
-    } catch {
-      buf = null;
-    }
-    if (buf) {
-      const count = buf.length >= SNAPSHOT_HEADER ? buf.readUInt32LE(12) : -1;
-      const valid =
-        buf.length >= SNAPSHOT_HEADER &&
-        buf.readUInt32LE(0) === SNAPSHOT_MAGIC &&
-        buf.length === SNAPSHOT_HEADER + count * RECORD_SIZE &&
-        buf.readUInt32LE(16) === crc32!(buf.subarray(SNAPSHOT_HEADER));
-      if (valid) {
-        snapshotGen = buf.readUInt32LE(8);
-        index = KeyIndex.fromRows(buf.subarray(SNAPSHOT_HEADER), count);
-        fromSnapshot = true;
-      } else snapshotDamaged = true;
-    }
-    const gens = journalGenerations(dir);
-    let journalRecords = 0;
-    for (const gen of gens) {
-      const file = path.join(dir, JOURNAL_PREFIX + gen);
-      if (gen < snapshotGen) {
-        if (repair) fs.rmSync(file, { force: true });
-        continue;
-      }
-      const data = fs.readFileSync(file);
-      const whole = replay(index, data, 0, true);
-      journalRecords += whole / RECORD_SIZE;
-      // A torn or damaged tail is cut off, or records appended after it would never be replayed.
-      if (repair && whole !== data.length) fs.truncateSync(file, whole);
-    }
-    return { index, fromSnapshot, snapshotDamaged, journalRecords, snapshotGen, gens };
   }
 
   private journalGenerations(): number[] {
@@ -243,4 +232,78 @@ export class IndexJournal {
     if (this.fd >= 0) fs.closeSync(this.fd);
     this.fd = -1;
   }
+}
+
+type ReadIndex = LoadedIndex & { snapshotGen: number; gens: number[] };
+
+/** readIndex driven synchronously. */
+function readNow(dir: string, repair: boolean): ReadIndex {
+  const steps = readIndex(dir, repair);
+  let step = steps.next(null);
+  while (!step.done) {
+    let answer: Buffer | null = null;
+    if ('read' in step.value) {
+      try {
+        answer = fs.readFileSync(step.value.read);
+      } catch {
+        answer = null;
+      }
+    }
+    step = steps.next(answer);
+  }
+  return step.value;
+}
+
+/**
+ * The index as the snapshot and the journals after it say, one slice at a time: the caller
+ * reads the files it asks for and decides how to pause (IndexJournal.load in the background,
+ * readNow at once). `repair`: deletes journals the snapshot holds and cuts torn tails, so
+ * appends follow whole records.
+ */
+function* readIndex(dir: string, repair: boolean): Generator<ReadStep, ReadIndex, Buffer | null> {
+  let index = new KeyIndex();
+  let snapshotGen = 0;
+  let fromSnapshot = false;
+  let snapshotDamaged = false;
+  const buf = yield { read: path.join(dir, SNAPSHOT_FILE) };
+  if (buf) {
+    const count = buf.length >= SNAPSHOT_HEADER ? buf.readUInt32LE(12) : -1;
+    const valid =
+      buf.length >= SNAPSHOT_HEADER &&
+      buf.readUInt32LE(0) === SNAPSHOT_MAGIC &&
+      buf.length === SNAPSHOT_HEADER + count * RECORD_SIZE &&
+      buf.readUInt32LE(16) === crc32!(buf.subarray(SNAPSHOT_HEADER));
+    if (valid) {
+      snapshotGen = buf.readUInt32LE(8);
+      index = new KeyIndex(count + 1024);
+      const rows = buf.subarray(SNAPSHOT_HEADER);
+      for (let from = 0; from < count; from += SLICE_RECORDS) {
+        if (from > 0) yield { pause: true };
+        index.appendRows(rows, from, Math.min(count, from + SLICE_RECORDS));
+      }
+      fromSnapshot = true;
+    } else snapshotDamaged = true;
+  }
+  const gens = journalGenerations(dir);
+  let journalRecords = 0;
+  for (const gen of gens) {
+    const file = path.join(dir, JOURNAL_PREFIX + gen);
+    if (gen < snapshotGen) {
+      if (repair) fs.rmSync(file, { force: true });
+      continue;
+    }
+    const data = (yield { read: file }) ?? Buffer.alloc(0);
+    let whole = 0;
+    for (;;) {
+      const end = Math.min(data.length - (data.length % RECORD_SIZE), whole + SLICE_RECORDS * RECORD_SIZE);
+      const reached = replay(index, data, whole, end, true);
+      whole = reached;
+      if (reached < end || end >= data.length - (data.length % RECORD_SIZE)) break;
+      yield { pause: true };
+    }
+    journalRecords += whole / RECORD_SIZE;
+    // A torn or damaged tail is cut off, or records appended after it would never be replayed.
+    if (repair && whole !== data.length) fs.truncateSync(file, whole);
+  }
+  return { index, fromSnapshot, snapshotDamaged, journalRecords, snapshotGen, gens };
 }

@@ -49,18 +49,20 @@ export class KeyIndex {
   }
 
   /**
-   * An index filled from snapshot rows (see journal.ts: 32-byte records, least recently used
-   * first, each hash once), written straight into the arrays: a million rows in a fraction of
-   * what as many set() calls take.
+   * Appends snapshot rows [from, to) (see journal.ts: 32-byte records, least recently used
+   * first, each hash once) to an index that holds rows [0, from) of the same snapshot, straight
+   * into the arrays: a million rows in a fraction of what as many set() calls take. The index
+   * grows if it was not made with room for them.
    */
-  static fromRows(rows: Buffer, count: number): KeyIndex {
-    const index = new KeyIndex(count + INITIAL_CAPACITY);
+  appendRows(rows: Buffer, from: number, to: number): void {
+    if (to > this.capacity) this.grow(Math.max(to, this.capacity * 2));
     // Locals and a word view: property loads and Buffer reads per row cost more than the rest together.
-    const aligned = rows.byteOffset % 8 === 0 ? rows : Buffer.from(rows);
-    const words = new Uint32Array(aligned.buffer, aligned.byteOffset, count * 8);
-    const { packs, h0, h1, offsets, lengths, sizes, prev, next, table, mask } = index;
+    const slice = rows.subarray(from * 32, to * 32);
+    const aligned = slice.byteOffset % 8 === 0 ? slice : Buffer.from(slice);
+    const words = new Uint32Array(aligned.buffer, aligned.byteOffset, (to - from) * 8);
+    const { packs, h0, h1, offsets, lengths, sizes, prev, next, table, mask } = this;
     let total = 0;
-    for (let id = 0, w = 0; id < count; id++, w += 8) {
+    for (let id = from, w = 0; id < to; id++, w += 8) {
       packs[id] = words[w] >>> 16;
       const a = words[w + 1];
       h0[id] = a;
@@ -71,19 +73,19 @@ export class KeyIndex {
       sizes[id] = bytes;
       total += bytes;
       prev[id] = id - 1;
-      next[id] = id + 1 < count ? id + 1 : NONE;
+      next[id] = id + 1 < to ? id + 1 : NONE;
       let slot = a & mask;
       while (table[slot] !== 0) slot = (slot + 1) & mask;
       table[slot] = id + 1;
     }
-    index.totalBytes = total;
-    index.count = count;
-    index.highWater = count;
-    if (count > 0) {
-      index.head = 0;
-      index.tail = count - 1;
+    if (to > from) {
+      if (from > 0) this.next[from - 1] = from;
+      this.head = 0;
+      this.tail = to - 1;
     }
-    return index;
+    this.totalBytes += total;
+    this.count = to;
+    this.highWater = to;
   }
 
   /** The entry id for a hash, or -1. */
@@ -159,6 +161,16 @@ export class KeyIndex {
 
   packOf(id: number): number {
     return this.packs[id];
+  }
+
+  /** Each pack's bytes of records the index points at. */
+  recordBytesByPack(): Map<number, number> {
+    const out = new Map<number, number>();
+    for (let id = this.head; id !== NONE; id = this.next[id]) {
+      const pack = this.packs[id];
+      out.set(pack, (out.get(pack) ?? 0) + this.lengths[id]);
+    }
+    return out;
   }
 
   /** The least recently used entry, or -1 when empty. */

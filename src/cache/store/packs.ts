@@ -188,6 +188,25 @@ export class Packs {
     if (f.busy === 0) fs.closeSync(f.fd);
   }
 
+  /**
+   * Reads a record with one synchronous pread: a lookup's record (at most INLINE_MAX and its
+   * metadata) is almost always in the page cache, where that takes a few microseconds, against a
+   * round trip through libuv's thread pool (two thread switches and a futex) for the same copy.
+   * A record not in the page cache blocks the event loop for one disk read.
+   */
+  readNow(pack: number, offset: number, length: number): Buffer {
+    const f = this.files.get(pack);
+    if (!f) throw new CorruptRecordError(`pack ${pack} is missing`);
+    const buf = Buffer.allocUnsafe(length);
+    let got = 0;
+    while (got < length) {
+      const bytesRead = fs.readSync(f.fd, buf, got, length - got, offset + got);
+      if (bytesRead === 0) throw new CorruptRecordError('record cut short');
+      got += bytesRead;
+    }
+    return buf;
+  }
+
   async read(pack: number, offset: number, length: number): Promise<Buffer> {
     const f = this.files.get(pack);
     if (!f) throw new CorruptRecordError(`pack ${pack} is missing`);
