@@ -279,6 +279,28 @@ export class EntryStore {
     return { meta, body: decoded.body };
   }
 
+  /**
+   * The entry stored for a hash, read at once (one synchronous pread, see Packs.readNow), or
+   * null if the store has none; undefined when only get() can say: the index is still loading,
+   * an old layout is being migrated, or the record is damaged (get() removes and reports it).
+   */
+  getNow(hash: string): StoredEntry | null | undefined {
+    if (this.loading || this.migration || this.closed) return undefined;
+    const [h0, h1] = hashHalves(hash);
+    const id = this.index.find(h0, h1);
+    if (id < 0) return null;
+    try {
+      const loc = this.index.location(id);
+      const decoded = decodeRecord(this.packs.readNow(loc.pack, loc.offset, loc.length));
+      if (decoded.hash !== hash) return undefined;
+      const meta = JSON.parse(decoded.meta.toString('utf8')) as EntryMeta;
+      if (meta.hash !== hash || (decoded.body !== null && decoded.body.length !== meta.size)) return undefined;
+      return { meta, body: decoded.body };
+    } catch {
+      return undefined;
+    }
+  }
+
   /** The metadata stored for a hash (DiskStore's readMeta): CorruptEntryError if it is missing or damaged. */
   async readMeta(hash: string): Promise<EntryMeta> {
     const found = await this.get(hash);
