@@ -5,6 +5,8 @@
 //   npm run bench                       (installs peers, builds, runs everything: < 10 minutes)
 //   BENCH_SECONDS=3 BENCH_ROUNDS=1 node bench/run.mjs   (a quick look while debugging)
 //   BENCH_ONLY=hits,passthrough,browser,large,https,entries,startup    (a subset; https: bench/https.mjs)
+//   BENCH_ONLY=million     (not in the default set, 6-8 minutes: 1,000,000 stored entries, issue 17;
+//                           BENCH_MILLION=N for another count, BENCH_MILLION_DIR=D keeps and reuses our filled store)
 import { spawnSync, execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -14,6 +16,7 @@ import { browserLoad, curlTransfer, get, populate, wrk } from './lib/client.mjs'
 import { startHttpProxy, startOrigin, startOurs, startSquid, startTrafficServer, warmUntilHit } from './lib/systems.mjs';
 import { fmt, fmtRatio, ratio, summarize, table } from './lib/stats.mjs';
 import { httpsPhase, httpsReport, makeOriginCertificate } from './https.mjs';
+import { millionPhase, millionReport } from './million.mjs';
 
 const REPO = resolve(import.meta.dirname, '..');
 
@@ -343,6 +346,8 @@ async function main() {
     }
   }
 
+  if (ONLY.has('million')) await millionPhase({ work, origin, results, log, interleaved, measureWrk, summarizeRuns, seconds: ENTRIES_SECONDS, warmSeconds: 2 * WARM_SECONDS });
+
   await origin.stop();
   results.durationSeconds = (performance.now() - t0) / 1000;
   report();
@@ -467,6 +472,11 @@ function report(write = true) {
     out.push('Start-up of `node dist/cli.js` (spawn to listening; then one request for a stored URL)');
     out.push(table(['cache', 'listening after ms', 'first response ms', 'first response a hit'], rows));
     out.push('');
+  }
+  if (f.million) {
+    const m = millionReport(f.million);
+    out.push(...m.lines);
+    for (const t of m.targets) target(...t);
   }
   if (targets.length) {
     out.push('Targets (issue 5)');

@@ -247,7 +247,12 @@ dns_defnames off
  * the work folder), one event thread so it uses one core like the others, a 1 GiB disk cache
  * and a RAM cache of 64 MB by default (the same as our default memory tier).
  */
-export async function startTrafficServer(work, { name = 'ats', ramCacheBytes = 64 * 1024 * 1024 } = {}) {
+/**
+ * Traffic Server as a caching forward proxy. Its directory has one slot per
+ * `storage / minAverageObjectSize` bytes (ATS's default average is 8,000 bytes: 134,000 objects
+ * in 1 GiB), so a store of many small objects needs both raised.
+ */
+export async function startTrafficServer(work, { name = 'ats', ramCacheBytes = 64 * 1024 * 1024, storage = '1G', minAverageObjectSize = 0 } = {}) {
   const dir = mkdir(join(work, name));
   const etc = join(dir, 'etc');
   cpSync('/etc/trafficserver', etc, { recursive: true, dereference: true });
@@ -285,6 +290,7 @@ export async function startTrafficServer(work, { name = 'ats', ramCacheBytes = 6
     'proxy.config.log.logging_enabled': 'INT 0',
     'proxy.config.body_factory.template_sets_dir': `STRING ${etc}/body_factory`,
     'proxy.config.admin.user_id': 'STRING trafficserver',
+    ...(minAverageObjectSize ? { 'proxy.config.cache.min_average_object_size': `INT ${minAverageObjectSize}` } : {}),
   };
   const recordsPath = join(etc, 'records.config');
   const kept = readFileSync(recordsPath, 'utf8')
@@ -293,7 +299,7 @@ export async function startTrafficServer(work, { name = 'ats', ramCacheBytes = 6
   for (const [k, v] of Object.entries(settings)) kept.push(`CONFIG ${k} ${v}`);
   writeFileSync(recordsPath, kept.join('\n') + '\n');
   // Without an existing folder and a size here the cache is silently disabled.
-  writeFileSync(join(etc, 'storage.config'), `${dir}/cache 1G\n`);
+  writeFileSync(join(etc, 'storage.config'), `${dir}/cache ${storage}\n`);
   chownTree(dir, 'trafficserver');
   const child = spawnPinned(PROXY_CPU, 'traffic_server', [`--run-root=${join(dir, 'runroot.yaml')}`]);
   await waitForPort(port, 60_000);
