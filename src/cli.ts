@@ -223,7 +223,7 @@ async function main(): Promise<void> {
     // The address is printed once below, in a friendlier form.
     if (LEVELS.indexOf(level) < threshold || e.type === 'listening') return;
     (level === 'error' || level === 'warn' ? log.err : log.out).log(level, formatEvent(e));
-  });
+  }, logLevel);
   try {
     proxy = await RunningProxy.start(config, events);
   } catch (err) {

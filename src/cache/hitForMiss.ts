@@ -57,6 +57,6 @@ export class HitForMiss {
   responded(href: string, status: number, rawHeaders: string[], lowerNames: string[], report: CacheReport): void {
     const mark = this.marks.peek(href);
     if (mark !== undefined && responseSignature(status, rawHeaders, lowerNames) !== mark.signature) this.marks.delete(href);
-    report.event('not-stored', href, { reason: mark?.reason ?? 'not-storable', status });
+    report.notStoredInResponse(href, mark?.reason ?? 'not-storable', status);
   }
 }

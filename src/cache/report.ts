@@ -32,11 +32,21 @@ export class CacheReport {
   hit(entry: Entry, counted = true): void {
     if (counted) this.hits++;
     entry.hits++;
-    if (this.events.active) this.event('hit', entry.url, { key: entry.key, status: entry.status, size: entry.size });
+    if (this.events.debugged) this.events.emit({ type: 'cache', action: 'hit', url: entry.url, key: entry.key, status: entry.status, size: entry.size });
   }
 
   miss(url: string, key?: string): void {
     this.misses++;
-    this.event('miss', url, key === undefined ? {} : { key });
+    if (this.events.debugged) this.events.emit(key === undefined ? { type: 'cache', action: 'miss', url } : { type: 'cache', action: 'miss', url, key });
+  }
+
+  /** A stored event the request's response line announces already (`stored` in its Cache-Status; logged at debug). */
+  storedInResponse(url: string, detail: CacheEventDetail): void {
+    if (this.events.debugged) this.events.emit({ type: 'cache', action: 'stored', url, ...detail, inResponseLine: true });
+  }
+
+  /** A not-stored event whose reason and status the request's response line carries already (logged at debug). */
+  notStoredInResponse(url: string, reason: string, status: number, rule?: string): void {
+    if (this.events.debugged) this.events.emit({ type: 'cache', action: 'not-stored', url, reason, status, rule, inResponseLine: true });
   }
 }

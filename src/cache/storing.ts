@@ -66,7 +66,8 @@ export class Storing {
         marks.mark(plan.href, reason ?? 'not-storable', status, upstream.rawHeaders, plan.requestHeaders.authorization === undefined);
       }
       if (plan.replacing && status < 500) store.drop(plan.replacing, 'invalidated', `replaced by an unstorable ${status}`);
-      report.event('not-stored', plan.href, { reason: reason ?? 'not-storable', status, rule: plan.settings.rule ?? undefined });
+      if (ex) report.notStoredInResponse(plan.href, reason ?? 'not-storable', status, plan.settings.rule ?? undefined);
+      else report.event('not-stored', plan.href, { reason: reason ?? 'not-storable', status, rule: plan.settings.rule ?? undefined });
       if (!ex) {
         upstream.resume();
         return;
@@ -232,7 +233,9 @@ export class Storing {
         };
         // The entry is published before the client's response ends: a client that got the
         // whole response and asks again gets a hit. Publishing is a rename and a small write.
-        const published = writer.end().then((outcome) => this.published(outcome, plan, spec, writer.bytes));
+        // The client's response line says `stored` already: the stored event is then logged at debug.
+        const inResponseLine = ex !== null && cacheStatusValue.split('; ').includes('stored');
+        const published = writer.end().then((outcome) => this.published(outcome, plan, spec, writer.bytes, inResponseLine));
         this.d.store.track(published);
         published.then(endClient, endClient);
       });
@@ -240,7 +243,7 @@ export class Storing {
   }
 
   /** Reports what became of a stored response. */
-  private published(outcome: WriteOutcome, plan: Plan, spec: StoreSpec, size: number): void {
+  private published(outcome: WriteOutcome, plan: Plan, spec: StoreSpec, size: number, inResponseLine: boolean): void {
     const { store, report } = this.d;
     const detail = { key: spec.key, status: spec.status, size, rule: plan.settings.rule ?? undefined };
     if (outcome === 'closed') return;
@@ -252,7 +255,8 @@ export class Storing {
     if (outcome.meta && plan.settings.rule) outcome.meta.rule = plan.settings.rule;
     if (plan.replacing) report.event('revalidated', plan.href, { ...detail, reason: 'replaced' });
     else if (plan.prefetch) report.event('prefetched', plan.href, detail);
-    report.event('stored', plan.href, detail);
+    if (inResponseLine) report.storedInResponse(plan.href, detail);
+    else report.event('stored', plan.href, detail);
     if (plan.settings.prefetchLinks > 0 && !plan.prefetch && /^text\/html\b/i.test(spec.contentType ?? '')) this.d.storedPage(outcome, plan.settings);
   }
 }

@@ -26,6 +26,7 @@ import * as tty from 'node:tty';
 import SonicBoom from 'sonic-boom';
 
 export const FLUSH_MS = 4;
+const PADDED: Record<string, string> = { trace: 'trace', debug: 'debug', info: 'info ', warn: 'warn ', error: 'error' };
 export const BATCH_BYTES = 16 * 1024;
 export const DEFAULT_MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 
@@ -135,7 +136,7 @@ export class LogWriter {
       this.lastMs = now;
       this.lastStamp = new Date(now).toISOString().slice(11, 23);
     }
-    this.write(`${this.lastStamp} ${level.padEnd(5)} ${message}\n`);
+    this.write(`${this.lastStamp} ${PADDED[level] ?? level.padEnd(5)} ${message}\n`);
   }
 
   /** Text as it is (it ends with a newline). */

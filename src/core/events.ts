@@ -105,6 +105,11 @@ export interface CacheEvent {
   status?: number;
   /** The rule (src/rules/) whose settings applied, if one did. */
   rule?: string;
+  /**
+   * The same request's response event carries this already (its Cache-Status names the reason
+   * and it has the status): logged at debug, so that a request is one line at info.
+   */
+  inResponseLine?: true;
 }
 
 export type ProxyEvent =
@@ -120,21 +125,44 @@ export type ProxyEvent =
 
 export type ProxyEventListener = (event: ProxyEvent) => void;
 
-/** A tiny synchronous event bus. `active` lets hot paths skip building events nobody hears. */
+const LEVEL_ORDER: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error'];
+
+/**
+ * A tiny synchronous event bus. `active` lets hot paths skip building events nobody hears;
+ * `traced`, `debugged` and `informed` let them skip per-request events (request; cache hit and
+ * miss; response) when every listener said it ignores that level (the CLI at its level does).
+ */
 export class EventBus {
   private listeners: ProxyEventListener[] = [];
+  private levels: LogLevel[] = [];
+  active = false;
+  traced = false;
+  debugged = false;
+  /** Someone hears info events (response lines): false with only `--quiet` listeners. */
+  informed = false;
 
-  get active(): boolean {
-    return this.listeners.length > 0;
-  }
-
-  on(listener: ProxyEventListener): { dispose(): void } {
+  /** `lowest`: the listener ignores events whose eventLevel is below it (they may not be emitted at all). */
+  on(listener: ProxyEventListener, lowest: LogLevel = 'trace'): { dispose(): void } {
     this.listeners = [...this.listeners, listener];
+    this.levels = [...this.levels, lowest];
+    this.changed();
     return {
       dispose: () => {
-        this.listeners = this.listeners.filter((l) => l !== listener);
+        const i = this.listeners.indexOf(listener);
+        if (i < 0) return;
+        this.listeners = this.listeners.filter((_, j) => j !== i);
+        this.levels = this.levels.filter((_, j) => j !== i);
+        this.changed();
       },
     };
+  }
+
+  private changed(): void {
+    const lowest = Math.min(...this.levels.map((l) => LEVEL_ORDER.indexOf(l)));
+    this.active = this.listeners.length > 0;
+    this.traced = lowest <= 0;
+    this.debugged = lowest <= 1;
+    this.informed = lowest <= 2;
   }
 
   emit(event: ProxyEvent): void {
@@ -161,7 +189,7 @@ export function eventLevel(e: ProxyEvent): LogLevel {
     case 'upgrade':
       return 'debug';
     case 'cache':
-      return e.action === 'corrupt' ? 'warn' : e.action === 'hit' || e.action === 'miss' ? 'debug' : 'info';
+      return e.action === 'corrupt' ? 'warn' : e.action === 'hit' || e.action === 'miss' || e.inResponseLine ? 'debug' : 'info';
     default:
       return 'info';
   }
@@ -206,7 +234,16 @@ export function formatEvent(e: ProxyEvent): string {
   }
 }
 
+let lastBytes = -1;
+let lastBytesText = '';
 export function formatBytes(n: number): string {
+  // A run of requests for one URL logs the same size again and again: toFixed is the costly part.
+  if (n === lastBytes) return lastBytesText;
+  lastBytes = n;
+  return (lastBytesText = bytesText(n));
+}
+
+function bytesText(n: number): string {
   if (n < 1024) return `${n} B`;
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
   if (n < 1024 * 1024 * 1024) return `${(n / 1024 / 1024).toFixed(1)} MB`;

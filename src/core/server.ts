@@ -247,7 +247,7 @@ export class ProxyServer {
   private track(ex: ExchangeImpl): void {
     const res = ex.res as TrackedResponse;
     this.inFlight.add(res);
-    if (this.events.active) this.events.emit({ type: 'request', id: ex.id, method: ex.method, url: ex.url.href, httpVersion: ex.req.httpVersion });
+    if (this.events.traced) this.events.emit({ type: 'request', id: ex.id, method: ex.method, url: ex.url.href, httpVersion: ex.req.httpVersion });
     res[EXCHANGE] = ex;
   }
 
@@ -263,7 +263,7 @@ export class ProxyServer {
     if (!ex) return;
     res[EXCHANGE] = undefined;
     this.inFlight.delete(res);
-    if (!this.events.active) return;
+    if (!this.events.informed) return;
     this.events.emit({
       type: 'response',
       id: ex.id,

@@ -61,7 +61,7 @@ export class QuickForwarder {
   forward(socket: QuickSocket, request: QuickRequest, target: QuickTarget, connections: QuickConnections, cacheStatus: string, lane: QuickLane): void {
     const id = newExchangeId();
     lane.forwarding(request);
-    if (this.events.active) this.events.emit({ type: 'request', id, method: request.method, url: target.href, httpVersion: '1.1' });
+    if (this.events.traced) this.events.emit({ type: 'request', id, method: request.method, url: target.href, httpVersion: '1.1' });
     socket.pause();
     // Plain GET/HEAD fields only (see request.ts): every value is one string.
     const headers = forwardRequestHeaders(request.headers, '1.1', this.viaName) as Record<string, string>;
@@ -99,7 +99,7 @@ export class QuickForwarder {
       if (relay.headSent) return void socket.destroy();
       // As the ordinary path answers (sendText): the connection stays open for the client's next request.
       socket.write(quickTextResponse(method, pe.status, pe.message, cacheStatus));
-    } else if (this.events.active) {
+    } else if (this.events.informed) {
       this.events.emit({ type: 'response', id, method, url: target.href, status: relay.status, bytes: relay.bytes, durationMs: performance.now() - started, cache: cacheStatus || undefined });
     }
     if (this.closing) socket.end();

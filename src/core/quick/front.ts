@@ -102,7 +102,7 @@ export class QuickFront {
     if (href === null || head.headers.via?.includes(host.viaName) || !HOST_VALUE.test(head.headers.host) || !host.admission.authorizedBy(head.headers['proxy-authorization'])) {
       return this.handOver(socket, chunk);
     }
-    const started = host.events.active ? performance.now() : 0;
+    const started = host.events.informed ? performance.now() : 0;
     const request: QuickRequest = { method: head.method, href, headers: head.headers };
     const decision = lane!.decide(request);
     if (decision.kind === 'answer') return this.write(socket, request, lane!.answer(request, decision.stored), started);
@@ -133,9 +133,9 @@ export class QuickFront {
       });
     }
     const events = this.host.events;
-    if (!events.active) return;
+    if (!events.informed) return;
     const id = newExchangeId();
-    events.emit({ type: 'request', id, method: request.method, url: request.href, httpVersion: '1.1' });
+    if (events.traced) events.emit({ type: 'request', id, method: request.method, url: request.href, httpVersion: '1.1' });
     events.emit({ type: 'response', id, method: request.method, url: request.href, status: answer.status, bytes: answer.bodyLength, durationMs: performance.now() - started, cache: answer.outcome });
   }
 
