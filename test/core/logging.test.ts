@@ -56,17 +56,23 @@ describe('log output', () => {
     return new Promise((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code))));
   }
 
+  /** The CLI with stdout and stderr appended to one file, as a service manager runs it; resolves once it listens. */
+  async function startCliLoggingToFile(): Promise<{ child: ChildProcess; exited: Promise<number | null>; read: () => string; port: number }> {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'cp-log-'));
+    const file = path.join(dir, 'proxy.log');
+    const fd = openSync(file, 'w');
+    const child = spawn(process.execPath, [CLI, '--port', '0', '--memory-only'], { stdio: ['ignore', fd, fd] });
+    closeSync(fd);
+    const exited = exitOf(child);
+    const read = () => readFileSync(file, 'utf8');
+    await waitFor(() => /listening on http:\/\/127\.0\.0\.1:\d+/.test(read()), 'the listening line', 10_000);
+    const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(read())![1]);
+    return { child, exited, read, port };
+  }
+
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     test(`stdout and stderr to a file: every line, in order, after ${signal}`, async () => {
-      const dir = mkdtempSync(path.join(os.tmpdir(), 'cp-log-'));
-      const file = path.join(dir, 'proxy.log');
-      const fd = openSync(file, 'w');
-      const child = spawn(process.execPath, [CLI, '--port', '0', '--memory-only'], { stdio: ['ignore', fd, fd] });
-      closeSync(fd);
-      const exited = exitOf(child);
-      const read = () => readFileSync(file, 'utf8');
-      await waitFor(() => /listening on http:\/\/127\.0\.0\.1:\d+/.test(read()), 'the listening line', 10_000);
-      const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(read())![1]);
+      const { child, exited, read, port } = await startCliLoggingToFile();
       const count = 1500;
       await requests(port, `file-${signal}`, count);
       // At once: the last lines are still in the writer's batch.
@@ -80,21 +86,13 @@ describe('log output', () => {
   }
 
   test('one line per request at the default level, the cache outcome on it: hits, a miss that is stored, and no-store responses on both paths', async () => {
+    const { child, exited, read, port } = await startCliLoggingToFile();
     const noStore = await startOrigin((req, res) => {
       if (req.url!.startsWith('/stored')) res.writeHead(200, { 'Cache-Control': 'max-age=600' });
       else res.writeHead(200, { 'Cache-Control': 'no-store' });
       res.end('x');
     });
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'cp-log-'));
-    const file = path.join(dir, 'proxy.log');
-    const fd = openSync(file, 'w');
-    const child = spawn(process.execPath, [CLI, '--port', '0', '--memory-only'], { stdio: ['ignore', fd, fd] });
-    closeSync(fd);
-    const exited = exitOf(child);
-    const read = () => readFileSync(file, 'utf8');
     try {
-      await waitFor(() => /listening on http:\/\/127\.0\.0\.1:\d+/.test(read()), 'the listening line', 10_000);
-      const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(read())![1]);
       // The first no-store request takes the ordinary path (and marks the URL); the next ones the quick pass-through.
       const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
       for (const p of ['/nostore', '/nostore', '/nostore', '/stored', '/stored', '/stored']) {
