@@ -11,12 +11,12 @@ import { INLINE_MAX, StoreWriter } from './writer';
 import { VerifiedFiles } from './verified';
 import { lockStore, unlockStore } from './lock';
 import { LegacyMigration } from './migrate';
+import { BodyFiles } from './bodyFiles';
+import { StoreUpkeep } from './upkeep';
 
 const DIR_MODE = 0o700;
 /** Touches are written to the journal this often (a crash forgets at most this much LRU order). */
 const TOUCH_FLUSH_MS = 1000;
-/** A checkpoint is due once the journal holds this many records and a quarter of the entry count. */
-const CHECKPOINT_MIN_RECORDS = 200_000;
 
 export interface StoreOptions {
   /** The size limit: least recently used entries are removed once the entries' bytes exceed it. */
@@ -64,12 +64,13 @@ function prefixOf(h0: number, h1: number): string {
  *   index.snap, journal.<n>   the index
  *   packs/<n>.pack            records
  *   bodies/<pack>/<offset>    bodies over INLINE_MAX
- * and <dir>/tmp for writes in progress (emptied at start).
+ * and <dir>/tmp for writes in progress (emptied at start). Checkpoints, compaction and the
+ * sweep after a crash are its upkeep (upkeep.ts); this class serves, writes and evicts.
  */
 export class EntryStore {
   readonly storeDir: string;
   readonly tmpDir: string;
-  private readonly bodiesDir: string;
+  private readonly bodies: BodyFiles;
   /** Empty until the index is loaded (see ready): lookups and writes wait for it, the rest sees an empty store. */
   private index = new KeyIndex();
   private journal!: IndexJournal;
@@ -78,13 +79,10 @@ export class EntryStore {
   readonly ready: Promise<void>;
   private loading: Promise<void> | null;
   private closed = false;
-  private checkpointing: Promise<void> | null = null;
-  private compacting = false;
+  /** Checkpoints, compaction, the sweep after a crash (upkeep.ts); made once the index is in. */
+  private upkeep: StoreUpkeep | null = null;
   private readonly touchTimer: NodeJS.Timeout;
   private readonly pending = new Set<Promise<unknown>>();
-  private readonly knownBodyDirs = new Set<number>();
-  /** Places reserved for records being written ("pack/offset"): their body files are not orphans. */
-  private readonly inFlight = new Set<string>();
   private migration: LegacyMigration | null = null;
   private readonly verified = new VerifiedFiles();
   report!: OpenReport;
@@ -96,7 +94,7 @@ export class EntryStore {
   ) {
     this.storeDir = path.join(dir, 'store');
     this.tmpDir = path.join(dir, 'tmp');
-    this.bodiesDir = path.join(this.storeDir, 'bodies');
+    this.bodies = new BodyFiles(path.join(this.storeDir, 'bodies'));
     this.touchTimer = setInterval(() => this.flushTouches(), TOUCH_FLUSH_MS);
     this.touchTimer.unref();
     this.loading = this.ready = this.load(started);
@@ -157,6 +155,15 @@ export class EntryStore {
       this.journal = journal;
       this.packs = packs;
       this.index = loaded.index;
+      this.upkeep = new StoreUpkeep({
+        index: loaded.index,
+        journal,
+        packs,
+        bodies: this.bodies,
+        isClosed: () => this.closed,
+        track: (work) => this.track(work),
+        dropIfAt: (h0, h1, loc) => this.dropIfAt(h0, h1, loc),
+      });
       this.migration = LegacyMigration.detect(this.dir, this);
       this.report = {
         entries: this.index.count,
@@ -176,11 +183,12 @@ export class EntryStore {
     } finally {
       this.loading = null;
     }
+    const upkeep = this.upkeep!;
     this.evict();
     // Background work, once the requests that waited for the index have had their turn.
     setImmediate(() => {
       if (this.closed) return;
-      if (this.report.afterCrash) this.track(this.sweepOrphanBodies());
+      if (this.report.afterCrash) this.track(upkeep.sweepOrphanBodies());
       if (this.migration) {
         const migration = this.migration;
         this.track(
@@ -190,7 +198,7 @@ export class EntryStore {
           }),
         );
       }
-      this.maybeCompact();
+      upkeep.maybeCompact();
     });
   }
 
@@ -348,7 +356,7 @@ export class EntryStore {
     const id = this.index.find(h0, h1);
     if (id < 0) throw new CorruptEntryError('entry not in the store');
     const loc = this.index.location(id);
-    const file = this.bodyPath(loc);
+    const file = this.bodies.pathOf(loc);
     let handle: fsp.FileHandle;
     try {
       handle = await fsp.open(file, 'r');
@@ -396,13 +404,7 @@ export class EntryStore {
     if (!inline && bodyFile === null) throw new Error('a body larger than INLINE_MAX needs its file');
     const record = encodeRecord(meta.hash, JSON.stringify(meta), inline);
     const loc = this.packs.reserve(record.length);
-    const place = `${loc.pack}/${loc.offset}`;
-    this.inFlight.add(place);
-    try {
-      await this.writeEntry(meta, inline, bodyFile, link, record, loc, asOldest);
-    } finally {
-      this.inFlight.delete(place);
-    }
+    await this.writeEntry(meta, inline, bodyFile, link, record, loc, asOldest);
   }
 
   private async writeEntry(
@@ -416,8 +418,8 @@ export class EntryStore {
   ): Promise<void> {
     let bytes = record.length;
     if (!inline) {
-      const target = this.bodyPath(loc);
-      await this.ensureBodyDir(loc.pack);
+      const target = this.bodies.pathOf(loc);
+      await this.bodies.ensureDir(loc.pack);
       try {
         if (link) await fsp.link(bodyFile!, target);
         else await fsp.rename(bodyFile!, target);
@@ -434,7 +436,7 @@ export class EntryStore {
     try {
       await this.packs.write(loc, record);
     } catch (err) {
-      if (!inline) await fsp.unlink(this.bodyPath(loc)).catch(() => {});
+      if (!inline) await fsp.unlink(this.bodies.pathOf(loc)).catch(() => {});
       throw err;
     }
     if (this.closed) return;
@@ -457,7 +459,7 @@ export class EntryStore {
     const [h0, h1] = hashHalves(meta.hash);
     const id = this.index.find(h0, h1);
     if (id < 0) return;
-    return this.put(meta, null, this.bodyPath(this.index.location(id)), true);
+    return this.put(meta, null, this.bodies.pathOf(this.index.location(id)), true);
   }
 
   /** Removes an entry (purge, invalidation, a damaged one). */
@@ -491,7 +493,7 @@ export class EntryStore {
   /** A record no longer in the index: its pack bytes become garbage, its body file goes. */
   private release(loc: Location): void {
     this.packs.removeLive(loc.pack, loc.length);
-    if (loc.bytes !== loc.length) this.track(fsp.unlink(this.bodyPath(loc)).catch(() => {}));
+    if (loc.bytes !== loc.length) this.track(fsp.unlink(this.bodies.pathOf(loc)).catch(() => {}));
   }
 
   /** Least recently used entries out until the entries fit the size limit. */
@@ -546,158 +548,16 @@ export class EntryStore {
       const [h0, h1] = this.index.hashOf(id);
       this.removeId(id, h0, h1);
     }
-    await this.checkpoint();
+    await this.upkeep!.checkpoint();
     return n;
   }
 
   private afterWrite(): void {
-    if (!this.checkpointing && this.journal.pending > Math.max(CHECKPOINT_MIN_RECORDS, this.index.count / 4)) {
-      this.track(this.checkpoint());
-    }
-    this.maybeCompact();
+    this.upkeep!.afterWrite();
   }
 
   private flushTouches(): void {
     if (!this.closed && this.loaded) this.journal.flushTouches();
-  }
-
-  private async checkpoint(): Promise<void> {
-    while (this.checkpointing) await this.checkpointing;
-    const run = this.journal.checkpoint(this.index);
-    this.checkpointing = run;
-    try {
-      await run;
-    } finally {
-      this.checkpointing = null;
-    }
-  }
-
-  /** Compacts one pack at a time, in the background, while a sealed pack is more garbage than live records. */
-  private maybeCompact(): void {
-    if (this.compacting || this.closed) return;
-    const pack = this.packs.compactionCandidate();
-    if (pack < 0) return;
-    this.compacting = true;
-    this.track(
-      this.compact(pack)
-        .catch(() => {})
-        .finally(() => {
-          this.compacting = false;
-          // More to do? Another turn, so requests are served in between.
-          setImmediate(() => this.maybeCompact());
-        }),
-    );
-  }
-
-  private async compact(pack: number): Promise<void> {
-    const moving: Array<{ h0: number; h1: number; loc: Location }> = [];
-    for (const id of this.index.oldestFirst()) {
-      if (this.index.packOf(id) !== pack) continue;
-      const [h0, h1] = this.index.hashOf(id);
-      moving.push({ h0, h1, loc: this.index.location(id) });
-    }
-    for (const { h0, h1, loc } of moving) {
-      if (this.closed) return;
-      let record: Buffer;
-      try {
-        record = await this.packs.read(loc.pack, loc.offset, loc.length);
-        decodeRecord(record);
-      } catch {
-        this.dropIfAt(h0, h1, loc);
-        continue;
-      }
-      const to = this.packs.reserve(record.length);
-      const place = `${to.pack}/${to.offset}`;
-      this.inFlight.add(place);
-      try {
-        await this.moveRecord(h0, h1, loc, to, record);
-      } finally {
-        this.inFlight.delete(place);
-      }
-    }
-    // The pack is deleted only once the index no longer names it; a checkpoint first, so no journal replays a record into it.
-    await this.checkpoint();
-    await this.packs.deletePack(pack);
-    await fsp.rm(path.join(this.bodiesDir, String(pack)), { recursive: true, force: true });
-    this.knownBodyDirs.delete(pack);
-  }
-
-  private async moveRecord(h0: number, h1: number, loc: Location, to: { pack: number; offset: number }, record: Buffer): Promise<void> {
-    {
-      const hasFile = loc.bytes !== loc.length;
-      if (hasFile) {
-        await this.ensureBodyDir(to.pack);
-        try {
-          await fsp.link(this.bodyPath(loc), this.bodyPath(to));
-        } catch {
-          this.dropIfAt(h0, h1, loc);
-          return;
-        }
-      }
-      await this.packs.write(to, record);
-      const id = this.index.find(h0, h1);
-      const now = id >= 0 ? this.index.location(id) : null;
-      if (!now || now.pack !== loc.pack || now.offset !== loc.offset || this.closed) {
-        // Replaced or removed meanwhile: the copy is garbage.
-        if (hasFile) await fsp.unlink(this.bodyPath(to)).catch(() => {});
-        return;
-      }
-      const moved: Location = { ...to, length: record.length, bytes: loc.bytes };
-      this.journal.append(Op.Move, h0, h1, moved);
-      this.index.relocate(id, moved);
-      this.packs.removeLive(loc.pack, loc.length);
-      this.packs.addLive(moved.pack, moved.length);
-      if (hasFile) await fsp.unlink(this.bodyPath(loc)).catch(() => {});
-    }
-  }
-
-  /**
-   * After a crash: body files whose record never made it into the index (killed between the
-   * two) are removed. New records go to a pack started at open, so in the packs before it no
-   * body file appears any more: what the index does not name there is an orphan.
-   */
-  private async sweepOrphanBodies(): Promise<void> {
-    const firstNew = this.packs.activePack;
-    const live = new Set<string>();
-    for (const id of this.index.oldestFirst()) {
-      const loc = this.index.location(id);
-      if (loc.bytes !== loc.length) live.add(`${loc.pack}/${loc.offset.toString(36)}`);
-    }
-    let dirs: string[];
-    try {
-      dirs = await fsp.readdir(this.bodiesDir);
-    } catch {
-      return;
-    }
-    for (const d of dirs) {
-      const pack = Number(d);
-      if (!(pack < firstNew)) continue;
-      if (!this.packs.has(pack)) {
-        // Bodies of a compacted pack whose directory a crash left behind.
-        await fsp.rm(path.join(this.bodiesDir, d), { recursive: true, force: true });
-        continue;
-      }
-      let names: string[];
-      try {
-        names = await fsp.readdir(path.join(this.bodiesDir, d));
-      } catch {
-        continue;
-      }
-      for (const name of names) {
-        if (this.closed) return;
-        if (!live.has(`${d}/${name}`)) await fsp.unlink(path.join(this.bodiesDir, d, name)).catch(() => {});
-      }
-    }
-  }
-
-  private bodyPath(loc: { pack: number; offset: number }): string {
-    return path.join(this.bodiesDir, String(loc.pack), loc.offset.toString(36));
-  }
-
-  private async ensureBodyDir(pack: number): Promise<void> {
-    if (this.knownBodyDirs.has(pack)) return;
-    await fsp.mkdir(path.join(this.bodiesDir, String(pack)), { recursive: true, mode: DIR_MODE });
-    this.knownBodyDirs.add(pack);
   }
 
   /** Waits for the index; false if it could not be loaded (the store is then closed). */
@@ -717,7 +577,7 @@ export class EntryStore {
     for (;;) {
       await this.settle();
       await new Promise((r) => setImmediate(r));
-      if (this.pending.size === 0 && !this.compacting && (this.closed || this.packs.compactionCandidate() < 0)) return;
+      if (this.pending.size === 0 && (this.upkeep?.idle ?? true)) return;
     }
   }
 
@@ -736,9 +596,10 @@ export class EntryStore {
     if (this.closed) return;
     this.migration?.stop();
     clearInterval(this.touchTimer);
-    this.compacting = true;
+    const upkeep = this.upkeep!;
+    upkeep.stop();
     await this.settle();
-    await this.checkpoint();
+    await upkeep.checkpoint();
     this.closed = true;
     this.journal.close();
     this.packs.close();
