@@ -1,34 +1,21 @@
 import type { FileHandle } from 'node:fs/promises';
-import * as fs from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
-import { LRUCache } from 'lru-cache';
-import type { CacheConfig } from '../core/config';
+import type { LRUCache } from 'lru-cache';
 import type { CacheAction } from '../core/events';
 import { bodyDigestOf } from './digest';
 import { CorruptEntryError, type EntryMeta, type IndexRecord } from './entryMeta';
 import { loadMeta, type Entry, type LoadedMeta } from './entry';
+import { entryFromStored, storedMeta, summaryEntry, toRecord } from './storedEntry';
 import type { CacheReport } from './report';
 import { plainKey, variantKey } from './rules';
-import { freshUntil, restorePolicy, storedRequestHeaders, storePolicy } from './semantics';
 import { EntryStore, hashKey } from './store/entryStore';
 import type { StoreWriter } from './store/writer';
+import { diskSizeLimit, diskWarning, freeDiskBytes, memoryTier, MiB, reportOpened, type StoreLimits } from './storeTiers';
+import { isMarker, markerFrom, NOT_VARYING, VaryMarkers, type FoundRecord } from './varyMarkers';
 
-const MiB = 1024 * 1024;
-/**
- * What a loaded entry's metadata costs in memory, on top of a body it holds: measured 2.0 KB of
- * live heap for a 1 KiB response loaded from disk (record fields, two policy objects' header
- * objects, the stored fields), about 2.3 KB once its quick answer's fixed part is built, and
- * the body's Buffer object. Session 5 counted 6 KiB (the heap's slack as well), so a memory
- * tier the bench sized for 100,000 entries held 75,000 of them and read the rest from disk.
- */
-const LOADED_META_BYTES = 3072;
-/** The size limit never takes more than this share of the disk's free space (plus what the store holds). */
-const FREE_DISK_SHARE = 0.5;
+export type { StoreLimits } from './storeTiers';
 /** The UI's list shows at most this many entries, most recently used first. */
 export const LIST_LIMIT = 10_000;
-
-/** The settings the store itself obeys: where and how much. */
-export type StoreLimits = Pick<CacheConfig, 'dir' | 'maxEntries' | 'maxSizeMB' | 'maxMemoryMB'>;
 
 /** A response complete and ready to become an entry. */
 export interface NewEntry {
@@ -42,23 +29,6 @@ export interface NewEntry {
   /** Its writer, if there is a disk tier. */
   file: StoreWriter | null;
 }
-
-/** A URL whose responses vary: the request fields they vary on, and the keys of its stored variants. */
-interface VaryMarker {
-  vary: string[];
-  variants: string[];
-}
-type KnownVary = VaryMarker | { vary: null };
-interface VaryMemory {
-  get(href: string): KnownVary | undefined;
-  set(href: string, known: KnownVary): unknown;
-  delete(href: string): unknown;
-  clear(): void;
-}
-/** What is known of a URL whose responses do not vary (one object for all of them). */
-const NOT_VARYING: KnownVary = Object.freeze({ vary: null });
-/** Vary markers kept in memory with a disk tier. */
-const KNOWN_VARY_MAX = 50_000;
 
 /**
  * The stored entries. With a disk tier, every entry lives in the disk store (store/entryStore.ts),
@@ -77,12 +47,17 @@ export class Store {
   /** Loaded entries by the first 16 hex digits of their hash: the disk store names evicted entries so. */
   private readonly byPrefix = new Map<string, Entry>();
   private share = 0;
-  /** URL -> its vary marker ({ vary: null }: known not to vary): every stored URL in memory mode, the ones in use with a disk tier. */
-  private varyByUrl: VaryMemory = new Map();
+  /** What is known of URLs' Vary (every stored URL in memory mode, the ones in use with a disk tier), and their marker records. */
+  private readonly markers = new VaryMarkers({
+    hasDisk: () => this.disk !== null,
+    read: (key) => this.readRecord(key, hashKey(key)),
+    entryRead: (key, found) => {
+      if (!this.index.peek(key)) this.loaded(found.meta, found.body);
+    },
+    write: (meta) => this.disk!.put(meta, Buffer.alloc(0), null),
+  });
   /** Memory only: URL -> keys of its stored variants. */
   private readonly keysByUrl = new Map<string, Set<string>>();
-  /** Marker updates in order, per URL (two variants stored at once must both be listed). */
-  private readonly markerWrites = new Map<string, Promise<void>>();
   private readonly pendingWrites = new Set<Promise<unknown>>();
   private closed = false;
 
@@ -131,14 +106,12 @@ export class Store {
 
   /** The key for a request from what is in memory (the synchronous fast paths); resolveKey asks the disk too. */
   keyFor(href: string, headers: IncomingHttpHeaders): string {
-    const marker = this.varyByUrl.get(href);
-    return marker?.vary ? variantKey(href, marker.vary, headers) : plainKey(href);
+    return this.markers.keyFor(href, headers);
   }
 
   /** The key for a request: the variant's, if the URL's responses vary (its marker read from disk if need be). */
-  async resolveKey(href: string, headers: IncomingHttpHeaders): Promise<string> {
-    const marker = await this.markerOf(href);
-    return marker ? variantKey(href, marker.vary, headers) : plainKey(href);
+  resolveKey(href: string, headers: IncomingHttpHeaders): Promise<string> {
+    return this.markers.resolveKey(href, headers);
   }
 
   /** Some variant of the URL is stored. */
@@ -164,7 +137,7 @@ export class Store {
   }
 
   /** An entry's record from disk; a damaged one is reported (and the disk store has removed it). */
-  private async readRecord(key: string, hash: string): Promise<{ meta: EntryMeta; body: Buffer | null } | null> {
+  private async readRecord(key: string, hash: string): Promise<FoundRecord | null> {
     try {
       const found = await this.disk!.get(hash);
       if (found && found.meta.key !== key) {
@@ -182,7 +155,7 @@ export class Store {
 
   /** A record read from disk, as an entry in memory. */
   private loaded(meta: EntryMeta, body: Buffer | null): Entry {
-    const entry = this.entryFrom(meta, body);
+    const entry = entryFromStored(meta, body && body.length <= this.share ? body : null);
     this.remember(entry);
     return entry;
   }
@@ -209,20 +182,20 @@ export class Store {
   /** A request's entry read from disk synchronously (its URL's vary marker first, if that is not known), or undefined. */
   private loadNow(href: string, headers: IncomingHttpHeaders): Entry | undefined {
     const disk = this.disk!;
-    let known = this.varyByUrl.get(href);
+    let known = this.markers.get(href);
     let key = known?.vary ? variantKey(href, known.vary, headers) : plainKey(href);
     let found = disk.getNow(hashKey(key));
     if (!found) return undefined;
     if (isMarker(found.meta)) {
       if (known) return undefined;
-      known = { vary: found.meta.vary ?? [], variants: found.meta.variants ?? [] };
-      this.varyByUrl.set(href, known);
+      known = markerFrom(found.meta);
+      this.markers.set(href, known);
       key = variantKey(href, known.vary!, headers);
       const inMemory = this.index.get(key);
       if (inMemory) return inMemory;
       found = disk.getNow(hashKey(key));
       if (!found || isMarker(found.meta)) return undefined;
-    } else if (!known) this.varyByUrl.set(href, NOT_VARYING);
+    } else if (!known) this.markers.set(href, NOT_VARYING);
     if (found.meta.key !== key) return undefined;
     return this.loaded(found.meta, found.body);
   }
@@ -240,7 +213,7 @@ export class Store {
     for await (const meta of this.disk.entries(Infinity)) {
       if (out.length >= limit) break;
       if (isMarker(meta)) continue;
-      out.push(this.index.peek(meta.key) ?? this.summaryEntry(meta));
+      out.push(this.index.peek(meta.key) ?? summaryEntry(meta));
     }
     return out;
   }
@@ -298,9 +271,9 @@ export class Store {
         file.abort();
         return 'no-capacity';
       }
-      const meta: EntryMeta = { ...record, v: 1, statusMessage: n.statusMessage, raw: n.raw, policy: storePolicy(n.policy) };
+      const meta = storedMeta(record, n.statusMessage, n.raw, n.policy);
       try {
-        if (record.vary) await this.addVariant(record.url, record.vary, record.key);
+        if (record.vary) await this.markers.addVariant(record.url, record.vary, record.key);
         await this.disk.commit(file, meta);
         record.digest = meta.digest;
         onDisk = true;
@@ -308,8 +281,8 @@ export class Store {
         // Kept in memory only, while it fits there.
         this.warnDisk(err);
       }
-      if (!record.vary) this.varyByUrl.set(record.url, NOT_VARYING);
-      else if (!onDisk) this.varyByUrl.set(record.url, { vary: record.vary, variants: [record.key] });
+      if (!record.vary) this.markers.set(record.url, NOT_VARYING);
+      else if (!onDisk) this.markers.set(record.url, { vary: record.vary, variants: [record.key] });
     }
     if (!onDisk && !body) return 'disk-error';
     if (!record.digest && body) record.digest = bodyDigestOf(body);
@@ -327,7 +300,7 @@ export class Store {
   /** Writes an entry's changed metadata (after a 304). */
   saveMeta(entry: Entry): void {
     if (!this.disk || !entry.meta) return;
-    const full: EntryMeta = { ...toRecord(entry), v: 1, statusMessage: entry.meta.statusMessage, raw: entry.meta.raw, policy: storePolicy(entry.meta.policy) };
+    const full = storedMeta(toRecord(entry), entry.meta.statusMessage, entry.meta.raw, entry.meta.policy);
     this.track(this.disk.writeMeta(full).catch((err) => this.warnDisk(err)));
   }
 
@@ -342,7 +315,7 @@ export class Store {
     let keys = this.keysByUrl.get(entry.url);
     if (!keys) this.keysByUrl.set(entry.url, (keys = new Set()));
     keys.add(entry.key);
-    this.varyByUrl.set(entry.url, entry.vary ? { vary: entry.vary, variants: [...keys] } : NOT_VARYING);
+    this.markers.set(entry.url, entry.vary ? { vary: entry.vary, variants: [...keys] } : NOT_VARYING);
     return true;
   }
 
@@ -350,58 +323,6 @@ export class Store {
   private remember(entry: Entry): void {
     this.index.set(entry.key, entry);
     if (this.index.peek(entry.key) === entry) this.byPrefix.set(entry.hash.slice(0, 16), entry);
-  }
-
-  private entryFrom(meta: EntryMeta, body: Buffer | null): Entry {
-    const policy = restorePolicy(meta.policy);
-    return {
-      ...toRecord(meta),
-      freshUntil: freshUntil(policy),
-      meta: loadMeta(policy, meta.statusMessage, meta.raw, storedRequestHeaders(meta.policy)),
-      body: body && body.length <= this.share ? ownCopy(body) : null,
-      onDisk: true,
-    };
-  }
-
-  /** What the UI's list needs of an entry not in memory, without building its policy. */
-  private summaryEntry(meta: EntryMeta): Entry {
-    return { ...toRecord(meta), meta: { raw: meta.raw } as LoadedMeta, body: null, onDisk: true };
-  }
-
-  // ---------------------------------------------------------------- vary markers
-
-  private async markerOf(href: string): Promise<VaryMarker | null> {
-    const known = this.varyByUrl.get(href);
-    if (known) return known.vary ? (known as VaryMarker) : null;
-    if (!this.disk) return null;
-    const key = plainKey(href);
-    const found = await this.readRecord(key, hashKey(key));
-    const marker = found && isMarker(found.meta) ? { vary: found.meta.vary ?? [], variants: found.meta.variants ?? [] } : null;
-    this.varyByUrl.set(href, marker ?? NOT_VARYING);
-    // Not a marker: the record is the URL's entry, which the lookup that follows wants.
-    if (found && !marker && !this.index.peek(key)) this.loaded(found.meta, found.body);
-    return marker;
-  }
-
-  /** Records a variant in its URL's marker, one update at a time per URL. */
-  private addVariant(href: string, vary: string[], key: string): Promise<void> {
-    const previous = this.markerWrites.get(href) ?? Promise.resolve();
-    const run = previous.then(async () => {
-      const current = await this.markerOf(href);
-      const variants = current ? current.variants.filter((k) => k !== key) : [];
-      variants.push(key);
-      const marker: VaryMarker = { vary, variants };
-      const pk = plainKey(href);
-      const meta = { v: 1, key: pk, hash: hashKey(pk), url: href, status: 0, size: 0, digest: '', storedAt: Date.now(), freshUntil: 0, hits: 0, vary, variants, marker: true, statusMessage: '', raw: [], policy: {} } as unknown as EntryMeta;
-      await this.disk!.put(meta, Buffer.alloc(0), null);
-      this.varyByUrl.set(href, marker);
-    });
-    const settled = run.catch(() => {});
-    this.markerWrites.set(href, settled);
-    void settled.then(() => {
-      if (this.markerWrites.get(href) === settled) this.markerWrites.delete(href);
-    });
-    return run;
   }
 
   // ---------------------------------------------------------------- removing
@@ -430,14 +351,14 @@ export class Store {
       }
       return;
     }
-    const marker = await this.markerOf(href);
+    const marker = await this.markers.markerOf(href);
     for (const key of marker ? marker.variants : [plainKey(href)]) {
       const entry = await this.find(key, false);
       if (entry) this.drop(entry, action, reason);
     }
     if (marker) {
       this.disk.remove(hashKey(plainKey(href)));
-      this.varyByUrl.delete(href);
+      this.markers.delete(href);
     }
   }
 
@@ -457,7 +378,7 @@ export class Store {
       this.forget(meta.key);
       this.disk.remove(meta.hash);
       if (isMarker(meta)) {
-        this.varyByUrl.delete(meta.url);
+        this.markers.delete(meta.url);
         continue;
       }
       this.report.event(action, meta.url, { key: meta.key, reason, size: meta.size, status: meta.status });
@@ -470,7 +391,7 @@ export class Store {
     if (this.disk) {
       const n = this.disk.count;
       this.index.clear();
-      this.varyByUrl.clear();
+      this.markers.clear();
       await this.disk.clear();
       return n;
     }
@@ -478,7 +399,7 @@ export class Store {
     // clear() disposes every entry.
     this.index.clear();
     this.keysByUrl.clear();
-    this.varyByUrl.clear();
+    this.markers.clear();
     return n;
   }
 
@@ -495,7 +416,7 @@ export class Store {
       keys.delete(key);
       if (keys.size === 0) {
         this.keysByUrl.delete(entry.url);
-        this.varyByUrl.delete(entry.url);
+        this.markers.delete(entry.url);
       }
     }
     if (reason === 'evict') this.report.event('evicted', entry.url, { key, reason: 'lru', size: entry.size, status: entry.status });
@@ -518,21 +439,8 @@ export class Store {
     const diskMode = this.disk !== null;
     const memoryBytes = Math.floor(limits.maxMemoryMB * MiB);
     this.share = diskMode ? Math.floor(memoryBytes / 8) : Math.min(memoryBytes, this.capacity);
-    this.varyByUrl = diskMode ? new LRUCache<string, KnownVary>({ max: KNOWN_VARY_MAX }) : new Map();
-    this.index = new LRUCache<string, Entry>(
-      diskMode
-        ? {
-            maxSize: Math.max(1, memoryBytes),
-            sizeCalculation: (e) => LOADED_META_BYTES + (e.body ? e.body.length : 0),
-            dispose: (entry, key, reason) => this.leftMemory(entry, key, reason),
-          }
-        : {
-            max: limits.maxEntries > 0 ? limits.maxEntries : undefined,
-            maxSize: Math.max(1, this.capacity),
-            sizeCalculation: (e) => Math.max(1, e.size),
-            dispose: (entry, key, reason) => this.leftMemory(entry, key, reason),
-          },
-    );
+    this.markers.reset(diskMode);
+    this.index = memoryTier(limits, diskMode, this.capacity, (entry, key, reason) => this.leftMemory(entry, key, reason));
     // A disk index still loading takes its limits once it is in (see openDisk).
     if (this.disk?.loaded) this.disk.setLimits(this.effectiveMaxBytes(), limits.maxEntries);
     for (const entry of carry) {
@@ -542,31 +450,13 @@ export class Store {
     }
   }
 
-  /**
-   * maxSizeMB, but never more than a share of the free disk (what the store holds counts as
-   * free). `freeBytes`: the free space as it was when the store was opened (its index may have
-   * loaded later, while others wrote to the disk).
-   */
+  /** maxSizeMB, but never more than a share of the free disk (see diskSizeLimit). */
   private effectiveMaxBytes(freeBytes = this.freeDiskBytes()): number {
-    const configured = Math.floor(this.limits.maxSizeMB * MiB);
-    if (!this.disk || freeBytes === null) return configured;
-    const allowed = Math.floor((freeBytes + this.disk.bytes) * FREE_DISK_SHARE);
-    if (allowed < configured) {
-      this.report.notice('info', `cache: size limit ${Math.round(allowed / MiB)} MiB, half of the free disk space (maxSizeMB is ${this.limits.maxSizeMB})`);
-      return allowed;
-    }
-    return configured;
+    return diskSizeLimit(this.limits, this.disk ? this.disk.bytes : 0, this.disk ? freeBytes : null, this.report);
   }
 
   private freeDiskBytes(): number | null {
-    if (!this.disk) return null;
-    try {
-      const s = fs.statfsSync(this.disk.dir);
-      return s.bavail * s.bsize;
-    } catch {
-      // statfs unavailable: the configured limit.
-      return null;
-    }
+    return this.disk ? freeDiskBytes(this.disk.dir) : null;
   }
 
   /** Applies new limits without losing entries; a new directory moves to that directory's store. */
@@ -577,7 +467,7 @@ export class Store {
       this.diskWarned = false;
       this.limits = limits;
       this.keysByUrl.clear();
-      this.varyByUrl.clear();
+      this.markers.clear();
       this.byPrefix.clear();
       await this.openDisk(limits.dir);
       return;
@@ -585,7 +475,7 @@ export class Store {
     const entries = this.oldestFirst();
     // Dropping the old LRU without clear(): its entries live on in the new one.
     this.keysByUrl.clear();
-    this.varyByUrl.clear();
+    this.markers.clear();
     this.byPrefix.clear();
     this.configure(limits, entries);
   }
@@ -618,7 +508,7 @@ export class Store {
         () => {
           if (this.disk !== disk) return;
           disk.setLimits(this.effectiveMaxBytes(freeAtOpen), this.limits.maxEntries);
-          this.reportOpened(disk, dir!);
+          reportOpened(this.report, disk, dir!);
         },
         (err) => {
           if (this.disk !== disk) return;
@@ -630,21 +520,10 @@ export class Store {
     );
   }
 
-  private reportOpened(disk: EntryStore, dir: string): void {
-    const r = disk.report;
-    if (r.snapshotDamaged) this.report.notice('warn', `cache: the index snapshot in ${dir} is damaged; the entries it listed are dropped and will be fetched again`);
-    if (r.entries || r.migrating) {
-      const how = r.fromSnapshot ? (r.journalRecords ? `snapshot and ${r.journalRecords} journal records` : 'snapshot') : `journal of ${r.journalRecords} records`;
-      this.report.notice('info', `cache: ${r.entries} entries in ${dir}, index read in ${Math.round(r.ms)} ms (${how}), while serving${r.migrating ? '; migrating the previous layout in the background' : ''}`);
-    }
-  }
-
   private warnDisk(err: unknown, dir = this.limits.dir): void {
     if (this.diskWarned) return;
     this.diskWarned = true;
-    const e = err as NodeJS.ErrnoException;
-    const why = e.code === 'ENOSPC' ? 'the disk is full' : e.code === 'EROFS' || e.code === 'EACCES' || e.code === 'EPERM' ? 'it is not writable' : e.message;
-    this.report.notice('warn', `cache: cannot write to ${dir} (${why}); proxying continues, responses are kept in memory only`);
+    this.report.notice('warn', diskWarning(err, dir));
   }
 
   /** Remembers a write in progress, so flush() and close() wait for it. */
@@ -672,34 +551,4 @@ export class Store {
     this.closed = true;
     await this.disk?.close().catch((err) => this.warnDisk(err));
   }
-}
-
-/**
- * A body kept in memory, in a buffer of its own: a copy from Node's shared 8 KiB pool would pin
- * a whole slab among short-lived ones (with 13,000 small bodies kept, RSS 304 MB instead of 231).
- */
-function ownCopy(body: Buffer): Buffer {
-  const copy = Buffer.allocUnsafeSlow(body.length);
-  body.copy(copy);
-  return copy;
-}
-
-function isMarker(meta: EntryMeta): boolean {
-  return meta.marker === true;
-}
-
-export function toRecord(m: IndexRecord): IndexRecord {
-  return {
-    key: m.key,
-    hash: m.hash,
-    url: m.url,
-    status: m.status,
-    size: m.size,
-    digest: m.digest,
-    storedAt: m.storedAt,
-    freshUntil: m.freshUntil,
-    hits: m.hits,
-    contentType: m.contentType,
-    vary: m.vary,
-  };
 }
