@@ -52,6 +52,21 @@ export function forwardRequestHeaders(headers: IncomingHttpHeaders, httpVersion:
 }
 
 /**
+ * The same end-to-end fields for an HTTP/1.1 request without a body (the quick pass-through's
+ * plain requests: lower-case names, one value each), as head lines with our Via, for a client
+ * that writes the head itself.
+ */
+export function forwardRequestHeadLines(headers: Record<string, string>, via: string): string {
+  const nominated = connectionNominated(headers.connection);
+  let lines = '';
+  for (const name in headers) {
+    if (name === 'host' || name === 'expect' || name === 'via' || isHopByHop(name, nominated)) continue;
+    lines += `${name}: ${headers[name]}\r\n`;
+  }
+  return `${lines}via: ${appendVia(headers.via, '1.1', via)}\r\n`;
+}
+
+/**
  * Which fields of an upstream response go on to the client (indices of `lower`, whose entry i
  * is the lower-case name of raw[2i]), and the Via the response already carried.
  */

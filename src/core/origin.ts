@@ -237,8 +237,11 @@ export function describeNetworkError(err: NodeJS.ErrnoException, target: string,
       return new ProxyError(504, `connecting to ${target} timed out`, err.code);
     case 'UND_ERR_HEADERS_TIMEOUT':
     case 'UND_ERR_BODY_TIMEOUT':
+    case 'HEADERS_TIMEOUT':
+    case 'BODY_TIMEOUT':
       return new ProxyError(504, `${target} did not answer in time`, err.code);
     case 'UND_ERR_SOCKET':
+    case 'ORIGIN_CLOSED':
       return new ProxyError(502, `${target} closed the connection before sending a complete response`, err.code);
     case 'ENOTFOUND':
     case 'EAI_AGAIN':

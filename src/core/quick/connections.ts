@@ -1,14 +1,4 @@
-import type { Client } from 'undici';
-
-/**
- * undici is loaded on the first pass-through, not at start-up: evaluating its bundle added about
- * 30 ms to every start (80 -> 111 ms to listening), and many sessions never forward this way.
- */
-let undiciClient: typeof Client | null = null;
-function clientClass(): typeof Client {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (undiciClient ??= (require('undici') as typeof import('undici')).Client);
-}
+import { OriginConnection, type OriginConnectionOptions } from './originConnection';
 
 /** Connections to one origin busy at once on the quick path; past it requests take the ordinary path, whose agent queues them. */
 const MAX_BUSY = 256;
@@ -16,29 +6,35 @@ const MAX_BUSY = 256;
 const MAX_IDLE = 256;
 
 /**
- * Keep-alive connections to one origin for the quick pass-through: one undici Client per
- * connection, the most recently used first. Not undici's Pool: after an aborted response a
- * Client opens a fresh connection for the request it just dropped (nodejs/undici#5845), which
- * then idles with no timer; here a connection whose request was cut short is destroyed whole.
+ * Keep-alive connections to one origin for the quick pass-through, the most recently used
+ * first. Each is one socket read by Node's HTTP parser (originConnection.ts); a connection whose
+ * response was cut short, or ended anything but cleanly, is closed, never reused. (Before
+ * session 7 each was an undici Client, not undici's Pool: after an aborted response a Client
+ * opened a fresh connection for the request it had just dropped, nodejs/undici#5845, which then
+ * idled with no timer. A connection here never opens another by itself.)
  */
 export class QuickConnections {
-  private readonly idle: Client[] = [];
+  private readonly idle: OriginConnection[] = [];
   private busy = 0;
   private closed = false;
-  private readonly options: Client.Options;
+  private readonly options: OriginConnectionOptions;
+  private readonly forget = (connection: OriginConnection): void => {
+    const i = this.idle.lastIndexOf(connection);
+    if (i >= 0) this.idle.splice(i, 1);
+  };
 
   constructor(
-    private readonly origin: string,
+    private readonly hostname: string,
+    private readonly port: number,
     timeoutMs: number,
     idleMs: number,
   ) {
     this.options = {
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
-      connect: { timeout: timeoutMs },
+      timeoutMs,
       // An idle connection lives as long as the origin's Keep-Alive hint says, at most the proxy's own idle timeout.
-      keepAliveTimeout: Math.min(4000, idleMs),
-      keepAliveMaxTimeout: idleMs,
+      keepAliveMs: Math.min(4000, idleMs),
+      keepAliveMaxMs: idleMs,
+      maxHeaderBytes: 0,
     };
   }
 
@@ -53,29 +49,28 @@ export class QuickConnections {
   }
 
   /** A connection for one request (`reused`: it has served one before), or null when none is available. */
-  take(fresh = false): { client: Client; reused: boolean } | null {
-    const client = fresh ? undefined : this.idle.pop();
-    if (client !== undefined) {
+  take(fresh = false): { connection: OriginConnection; reused: boolean } | null {
+    const connection = fresh ? undefined : this.idle.pop();
+    if (connection !== undefined) {
       this.busy++;
-      return { client, reused: true };
+      return { connection, reused: true };
     }
     if (!this.canOpen) return null;
     this.busy++;
-    return { client: new (clientClass())(this.origin, this.options), reused: false };
+    return { connection: new OriginConnection(this.hostname, this.port, this.options, this.forget), reused: false };
   }
 
-  /** A connection back after its request: kept when the response was complete, else destroyed. */
-  give(client: Client, complete: boolean): void {
+  /** A connection back after its request: kept when the response was complete and it may be reused, else closed. */
+  give(connection: OriginConnection, complete: boolean): void {
     this.busy--;
-    if (complete && !this.closed && !client.destroyed && this.idle.length < MAX_IDLE) this.idle.push(client);
-    else void client.destroy().catch(() => {});
+    if (complete && !this.closed && connection.reusable && this.idle.length < MAX_IDLE) this.idle.push(connection);
+    else connection.destroy();
   }
 
   /** Closes the idle connections; busy ones finish their response first. */
   close(): void {
     this.closed = true;
-    for (const client of this.idle) void client.destroy().catch(() => {});
-    this.idle.length = 0;
+    for (const connection of this.idle.splice(0)) connection.destroy();
   }
 }
 
@@ -91,8 +86,8 @@ export class QuickPools {
     private readonly idleMs: number,
   ) {}
 
-  /** Keep-alive connections straight to `origin` (http://host[:port]). */
-  for(origin: string): QuickConnections {
+  /** Keep-alive connections straight to `origin` (http://host[:port]), at `hostname` and `port`. */
+  for(origin: string, hostname: string, port: number): QuickConnections {
     let connections = this.origins.get(origin);
     if (connections === undefined) {
       if (this.origins.size >= MAX_QUICK_ORIGINS) {
@@ -100,7 +95,7 @@ export class QuickPools {
         this.origins.delete(oldest);
         old.close();
       }
-      connections = new QuickConnections(origin, this.timeoutMs, this.idleMs);
+      connections = new QuickConnections(hostname, port, this.timeoutMs, this.idleMs);
       this.origins.set(origin, connections);
     }
     return connections;

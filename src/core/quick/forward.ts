@@ -2,7 +2,7 @@ import type * as net from 'node:net';
 import { quickTextResponse } from '../answers';
 import type { EventBus } from '../events';
 import { newExchangeId } from '../exchange';
-import { forwardRequestHeaders } from '../headers';
+import { forwardRequestHeadLines } from '../headers';
 import { describeNetworkError } from '../origin';
 import type { QuickConnections } from './connections';
 import type { QuickLane } from './lane';
@@ -43,7 +43,7 @@ export function quickTargetOf(href: string): QuickTarget {
 }
 
 /**
- * The quick pass-through: a plain request forwarded over a kept-alive undici connection straight
+ * The quick pass-through: a plain request forwarded over a kept-alive origin connection straight
  * to the origin, the response relayed to the socket as it comes. The connection reads nothing
  * else meanwhile (a request pipelined behind it waits in the socket).
  */
@@ -63,22 +63,23 @@ export class QuickForwarder {
     lane.forwarding(request);
     if (this.events.traced) this.events.emit({ type: 'request', id, method: request.method, url: target.href, httpVersion: '1.1' });
     socket.pause();
-    // Plain GET/HEAD fields only (see request.ts): every value is one string.
-    const headers = forwardRequestHeaders(request.headers, '1.1', this.viaName) as Record<string, string>;
+    // Plain GET/HEAD fields only (see request.ts): every value is one string, no body. Host is the target's, as a client sends it.
+    const head = `${request.method} ${target.path} HTTP/1.1\r\nhost: ${target.host}\r\nconnection: keep-alive\r\n${forwardRequestHeadLines(request.headers, this.viaName)}\r\n`;
     const started = performance.now();
     const attempt = (fresh: boolean) => {
-      const { client, reused } = connections.take(fresh)!;
+      const { connection, reused } = connections.take(fresh)!;
       const relay = new QuickRelay(
         socket,
+        connection,
         request.method,
         cacheStatus,
         (status, raw, lower) => lane.responded(request, status, raw, lower),
         (error) => {
           socket[RELAYING] = null;
           this.relaying--;
-          connections.give(client, error === null);
-          // A kept-alive connection the origin had just closed: once more on a new one, as Node's agent does.
-          if (error !== null && reused && !relay.headSent && !socket.destroyed && (error as NodeJS.ErrnoException).code === 'UND_ERR_SOCKET' && connections.canOpen) {
+          connections.give(connection, error === null);
+          // A kept-alive connection the origin had just closed (nothing came back): once more on a new one, as Node's agent does.
+          if (error !== null && reused && connection.nothingReceived && !socket.destroyed && isStaleConnectionError(error) && connections.canOpen) {
             return attempt(true);
           }
           this.finished(socket, relay, error, id, request.method, target, cacheStatus, started);
@@ -86,7 +87,7 @@ export class QuickForwarder {
       );
       socket[RELAYING] = relay;
       this.relaying++;
-      client.dispatch({ path: target.path, method: request.method, headers }, relay);
+      connection.request(request.method, head, relay);
     };
     attempt(false);
   }
@@ -105,4 +106,10 @@ export class QuickForwarder {
     if (this.closing) socket.end();
     else socket.resume();
   }
+}
+
+/** What a kept-alive connection the origin closed as the request went out looks like. */
+function isStaleConnectionError(error: Error): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'ECONNRESET' || code === 'EPIPE' || code === 'ORIGIN_CLOSED';
 }

@@ -27,7 +27,7 @@ export interface QuickFrontHost {
 /**
  * The server's quick path: a new connection is first read here. A chunk holding exactly one
  * plain request goes to the quick lane's decision: answered at once from memory, forwarded
- * over undici (hit-for-miss, or everything with caching off), or handed with what follows to
+ * to the origin (hit-for-miss, or everything with caching off), or handed with what follows to
  * Node's parser. A connection Node's parser took is taken back once it is idle (takeBack).
  */
 export class QuickFront {
@@ -110,7 +110,7 @@ export class QuickFront {
       const target = quickTargetOf(href);
       const origin = host.origin();
       // Through an upstream proxy, or with every connection busy: the ordinary path (and its agent's queue).
-      const connections = origin.route(target.hostname, target.port).proxy === null ? origin.quick.for(target.origin) : null;
+      const connections = origin.route(target.hostname, target.port).proxy === null ? origin.quick.for(target.origin, target.hostname, target.port) : null;
       if (connections?.available) return this.forwarder.forward(socket, request, target, connections, decision.cacheStatus, lane!);
     }
     this.handOver(socket, chunk);

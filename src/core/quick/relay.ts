@@ -1,50 +1,40 @@
 import { STATUS_CODES } from 'node:http';
 import type * as net from 'node:net';
-import type { Dispatcher } from 'undici';
 import { VIA_NAME } from '../forward';
 import { forwardedHeadLines, lowerCaseNames } from '../headers';
+import type { OriginConnection, OriginResponseHandler } from './originConnection';
 
 /**
- * Relays one origin response, as undici delivers it, to a client socket on the quick path: the
- * head with hop-by-hop fields removed and Via, Date and Cache-Status added, then the body with
- * backpressure (chunked when the origin did not give a length). Node's ServerResponse is not
- * involved; undici (llhttp) parses the origin's side.
+ * Relays one origin response, as the OriginConnection's parser delivers it, to a client socket
+ * on the quick path: the head with hop-by-hop fields removed and Via, Date and Cache-Status
+ * added, then the body with backpressure (chunked when the origin did not give a length). Node's
+ * ServerResponse is not involved.
  */
-export class QuickRelay implements Dispatcher.DispatchHandler {
+export class QuickRelay implements OriginResponseHandler {
   status = 0;
   bytes = 0;
   headSent = false;
-  private abortRequest: ((reason?: Error) => void) | null = null;
-  private resumeOrigin: (() => void) | null = null;
   private chunked = false;
-  private aborted = false;
+  private corked = false;
+  private readonly resumeOrigin: () => void;
 
   constructor(
     private readonly socket: net.Socket,
+    private readonly origin: OriginConnection,
     private readonly method: string,
     private readonly cacheStatus: string,
     private readonly onHead: (status: number, rawHeaders: string[], lowerNames: string[]) => void,
     private readonly onDone: (error: Error | null) => void,
-  ) {}
+  ) {
+    this.resumeOrigin = () => origin.resume();
+  }
 
-  /** The client left: stop the origin request. */
+  /** The client left: stop the origin request (its connection is closed). */
   abort(): void {
-    this.aborted = true;
-    this.abortRequest?.(new Error('the client went away'));
-    // A paused origin read (the client had stopped reading) never sees the abort: let undici read on and drop the connection.
-    this.resumeOrigin?.();
+    this.origin.abort(new Error('the client went away'));
   }
 
-  onConnect(abort: (reason?: Error) => void): void {
-    this.abortRequest = abort;
-    if (this.aborted) abort(new Error('the client went away'));
-  }
-
-  onHeaders(status: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
-    // 1xx interim responses are not relayed (the client asked for nothing that needs them).
-    if (status < 200) return true;
-    const raw = new Array<string>(rawHeaders.length);
-    for (let i = 0; i < rawHeaders.length; i++) raw[i] = rawHeaders[i].toString('latin1');
+  onHeaders(status: number, raw: string[], statusText: string): void {
     const lower = lowerCaseNames(raw);
     this.onHead(status, raw, lower);
     const { lines, hasLength, hasDate } = forwardedHeadLines(raw, lower, '1.1', VIA_NAME);
@@ -57,14 +47,12 @@ export class QuickRelay implements Dispatcher.DispatchHandler {
       this.chunked = true;
       head += 'Transfer-Encoding: chunked\r\n';
     }
-    // Corked until the body's first chunk (usually read in the same tick) joins it: one write for both.
+    // Corked until the end of this read from the origin, so the body read with it joins the head: one write.
     this.socket.cork();
+    this.corked = true;
     this.socket.write(head + '\r\n', 'latin1');
-    process.nextTick(uncork, this.socket);
     this.status = status;
     this.headSent = true;
-    this.resumeOrigin = resume;
-    return true;
   }
 
   onData(chunk: Buffer): boolean {
@@ -80,20 +68,30 @@ export class QuickRelay implements Dispatcher.DispatchHandler {
     } else {
       flushed = socket.write(chunk);
     }
-    if (!flushed) socket.once('drain', this.resumeOrigin!);
+    if (!flushed) socket.once('drain', this.resumeOrigin);
     return flushed;
+  }
+
+  onReadEnd(): void {
+    this.uncork();
   }
 
   onComplete(): void {
     if (this.chunked) this.socket.write('0\r\n\r\n', 'latin1');
+    this.uncork();
+    this.socket.removeListener('drain', this.resumeOrigin);
     this.onDone(null);
   }
 
   onError(err: Error): void {
+    this.uncork();
+    this.socket.removeListener('drain', this.resumeOrigin);
     this.onDone(err);
   }
-}
 
-function uncork(socket: net.Socket): void {
-  socket.uncork();
+  private uncork(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket.uncork();
+  }
 }

@@ -1,0 +1,66 @@
+#!/usr/bin/env node
+// Interleaved A/B of two builds of ours under wrk, by proxy CPU per request (default configuration:
+// log lines on, appended to a file), proxy pinned like the benchmark.
+//
+//   node bench/ab.mjs A_CLI B_CLI [path] [rounds] [seconds] [-- proxy flags]
+//   e.g. node bench/ab.mjs /tmp/A/cli.js dist/cli.js /nostore.bin 3 8
+//
+// Both proxies run at once (each with its own cache directory), measured A B A B ...; the load
+// average and each run's µs/req are printed, then the medians.
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, statSync, truncateSync } from 'node:fs';
+import * as os from 'node:os';
+import { join, resolve } from 'node:path';
+import { CLIENT_CPU, CPUS, cpuSeconds, killAllChildren, sleep } from './lib/proc.mjs';
+import { wrk } from './lib/client.mjs';
+import { startOrigin, startOurs, warmUntilHit } from './lib/systems.mjs';
+
+if (CPUS >= 2 && !process.env.BENCH_RUNNER_PINNED) {
+  const r = spawnSync('taskset', ['-c', CLIENT_CPU, process.execPath, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, BENCH_RUNNER_PINNED: '1' } });
+  process.exit(r.status ?? 1);
+}
+
+const dashes = process.argv.indexOf('--');
+const args = dashes > 0 ? process.argv.slice(2, dashes) : process.argv.slice(2);
+const proxyFlags = dashes > 0 ? process.argv.slice(dashes + 1) : [];
+const [aCli, bCli, path = '/nostore.bin', rounds = '3', seconds = '8'] = args;
+if (!aCli || !bCli) {
+  console.error('usage: node bench/ab.mjs A_CLI B_CLI [path] [rounds] [seconds] [-- proxy flags]');
+  process.exit(2);
+}
+
+const work = mkdtempSync(join(os.tmpdir(), 'caching-proxy-ab-'));
+chmodSync(work, 0o755);
+try {
+  const origin = await startOrigin(work);
+  const systems = [];
+  for (const [name, cli] of [['A', aCli], ['B', bCli]]) systems.push(await startOurs(work, name, proxyFlags, null, { cli: resolve(cli) }));
+  for (const s of systems) {
+    if (!path.includes('nostore')) await warmUntilHit(s, origin, path);
+    await wrk({ dir: work, name: `warm-${s.name}`, originPort: origin.port, path, proxyPort: s.port, seconds: 3 });
+    truncateSync(s.logFile, 0);
+  }
+  const results = { A: [], B: [] };
+  for (let round = 0; round < Number(rounds); round++) {
+    for (const s of systems) {
+      const before = cpuSeconds(s.pid);
+      const r = await wrk({ dir: work, name: `run-${s.name}`, originPort: origin.port, path, proxyPort: s.port, seconds: Number(seconds) });
+      const cpu = cpuSeconds(s.pid) - before;
+      await sleep(50);
+      const logBytes = statSync(s.logFile).size;
+      truncateSync(s.logFile, 0);
+      const us = (cpu * 1e6) / r.requests;
+      results[s.name].push(us);
+      console.log(`round ${round + 1} ${s.name}: ${Math.round(r.reqPerSec)} req/s, ${us.toFixed(1)} µs/req, errors ${r.errors}, log ${(logBytes / r.requests).toFixed(0)} B/req, load ${os.loadavg()[0].toFixed(2)}`);
+    }
+  }
+  const median = (v) => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)];
+  const a = median(results.A);
+  const b = median(results.B);
+  console.log(`median A ${a.toFixed(1)} µs/req [${results.A.map((x) => x.toFixed(1)).join(', ')}], B ${b.toFixed(1)} µs/req [${results.B.map((x) => x.toFixed(1)).join(', ')}]: B/A ${(b / a).toFixed(3)}`);
+  for (const s of systems) await s.stop();
+  await origin.stop();
+} finally {
+  killAllChildren();
+  rmSync(work, { recursive: true, force: true });
+}
