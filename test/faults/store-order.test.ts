@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { IndexJournal } from '../../src/cache/store/journal';
 import { hashHalves, hashKey, type KeyIndex } from '../../src/cache/store/keyIndex';
 import { waitFor } from '../helpers/net';
+import { bodyOf, writeLegacyEntry, writeLegacyIndex } from '../helpers/storeEntries';
 import { filesUnder } from '../helpers/files';
 import { spawnProxy, type ChildProxy } from './lib/child';
 
@@ -82,12 +83,12 @@ function get(proxyPort: number, url: string, headers: http.OutgoingHttpHeaders =
 }
 
 /** Whether the proxy serves the URL from its cache without asking the origin (and without storing anything if it does not). */
-async function isHit(proxy: ChildProxy, origin: Origin, p: string): Promise<boolean> {
+async function isHit(proxy: ChildProxy, origin: Origin, p: string, expected = bodyFor(p)): Promise<boolean> {
   const r = await get(proxy.port, origin.url + p, { 'cache-control': 'only-if-cached' });
   if (r.status === 504) return false;
   assert.equal(r.status, 200, `${p}: ${r.status} ${r.cacheStatus}`);
   assert.match(r.cacheStatus, /\bhit\b/, `${p}: served from the cache`);
-  assert.ok(r.body.equals(bodyFor(p)), `${p}: the body intact`);
+  assert.ok(r.body.equals(expected), `${p}: the body intact`);
   return true;
 }
 
@@ -228,6 +229,47 @@ test('the size limit after SIGKILLs and restarts, and a smaller one set at a res
     await proxy.stop();
     within(accountedBytes(dir), limit / 2, 'restarted with half the limit');
     console.log(`size limit: ${kept} entries kept of 650 written; ${accountedBytes(dir)} bytes accounted, ${fileBytes(dir)} bytes of pack and body files`);
+  } finally {
+    await proxy.stop();
+    await origin.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('SIGKILL while an old-layout cache is migrated: after the restart every old entry is a hit, intact, in its old LRU order, and the oldest go first once the cache fills', async () => {
+  const origin = await startOrigin();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'faults-migrate-lru-'));
+  const args = ['--cache-dir', dir, '--max-size-mb', '2', '--log-level', 'warn'];
+  const old = range(0, 1000).map((p) => p.replace('/item/', '/old/'));
+  const oldBody = (p: string) => bodyOf(origin.url + p, 1024);
+  // index.json lists them least recently used first: /old/0 is the oldest.
+  writeLegacyIndex(dir, old.map((p) => writeLegacyEntry(dir, origin.url + p, oldBody(p))));
+  const oldFiles = () => (fs.existsSync(path.join(dir, 'entries')) ? filesUnder(path.join(dir, 'entries')).length : 0);
+  let proxy = await spawnProxy(args);
+  try {
+    await waitFor(() => oldFiles() < old.length * 2 * 0.9, 'the migration to be under way', 20_000);
+    proxy.proc.kill('SIGKILL');
+    await proxy.exited;
+    const leftAfterKill = oldFiles();
+    assert.ok(leftAfterKill > 0, 'killed before the migration finished');
+
+    proxy = await spawnProxy(args);
+    await waitFor(() => !fs.existsSync(path.join(dir, 'entries')), 'the migration to finish', 30_000);
+    assert.deepEqual(orderOnDisk(dir, origin, old), old, 'the old LRU order, across the kill');
+    // Oldest first, so the checks leave the order as it was.
+    for (const p of old) assert.ok(await isHit(proxy, origin, p, oldBody(p)), `${p}: migrated, not lost`);
+    assert.equal(totalAsked(origin), 0, 'nothing fetched again');
+
+    const added = range(0, 300);
+    await fill(proxy, origin, added);
+    await untilStored(dir, origin, added);
+    const kept = new Set<string>();
+    for (const p of old) if (await isHit(proxy, origin, p, oldBody(p))) kept.add(p);
+    for (const p of added) assert.ok(await isHit(proxy, origin, p), `${p}, the newest, is kept`);
+    const gone = old.filter((p) => !kept.has(p));
+    assert.ok(gone.length > 0, 'the cache filled past its limit');
+    assert.deepEqual(gone, old.slice(0, gone.length), 'the oldest of the old entries went first, in order');
+    console.log(`migration killed with ${leftAfterKill} of ${old.length * 2} old files left; after the restart all ${old.length} in their old order; ${gone.length} of them evicted first`);
   } finally {
     await proxy.stop();
     await origin.close();
