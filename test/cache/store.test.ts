@@ -172,6 +172,23 @@ test('store: packs mostly garbage are compacted; entries keep their bodies and L
     await reopened.close();
   }));
 
+test('store: under a small size limit, replaced and evicted records are compacted away: the packs stay within 1.5x the limit', () =>
+  withStore(async (dir) => {
+    const limit = 16 * 1024 * 1024;
+    const store = await EntryStore.open(dir, { maxBytes: limit });
+    // 32 MiB written into a 16 MiB cache: half of it evicted, a quarter of it replaced.
+    for (let i = 0; i < 8000; i++) {
+      const n = i % 6000;
+      await putBody(store, url(n), bodyOf(`${url(n)}#${i}`, 4096));
+    }
+    await store.whenIdle();
+    const { packBytes, liveBytes } = store.diskUsage();
+    console.log(`16 MiB limit: ${liveBytes} live bytes in ${packBytes} bytes of packs (${(packBytes / limit).toFixed(2)}x the limit)`);
+    assert.ok(liveBytes <= limit && liveBytes >= limit * 0.99, `${liveBytes} live bytes`);
+    assert.ok(packBytes <= limit * 1.5, `${packBytes} bytes of packs for a limit of ${limit}`);
+    await store.close();
+  }));
+
 /** Opens a store and resolves once its migration of the old layout has finished. */
 async function openAndMigrate(dir: string, whileMigrating: (store: EntryStore) => Promise<void> = async () => {}): Promise<{ store: EntryStore; migrated: number }> {
   let finished!: (n: number) => void;

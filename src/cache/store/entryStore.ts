@@ -6,7 +6,7 @@ import { CorruptEntryError, type EntryMeta } from '../entryMeta';
 import { IndexJournal, Op } from './journal';
 import { hashHalves, KeyIndex, type Location } from './keyIndex';
 export { hashKey } from './keyIndex';
-import { CorruptRecordError, decodeRecord, encodeRecord, Packs } from './packs';
+import { CorruptRecordError, decodeRecord, encodeRecord, packTargetFor, Packs } from './packs';
 import { INLINE_MAX, StoreWriter } from './writer';
 import { VerifiedFiles } from './verified';
 import { lockStore, unlockStore } from './lock';
@@ -27,7 +27,7 @@ export interface StoreOptions {
   onEvict?: (hashPrefix: string) => void;
   /** Called once the old layout (entries/, index.json) has been migrated completely. */
   onMigrated?: (count: number) => void;
-  /** Size at which a new pack file is started (tests make it small). */
+  /** Size at which a new pack file is started (tests set it; otherwise packTargetFor the size limit). */
   packBytes?: number;
 }
 
@@ -146,7 +146,7 @@ export class EntryStore {
       const afterCrash = loaded.journalRecords > 0;
       let packs: Packs;
       try {
-        packs = Packs.open(path.join(this.storeDir, 'packs'), this.options.packBytes, afterCrash);
+        packs = Packs.open(path.join(this.storeDir, 'packs'), this.options.packBytes ?? packTargetFor(this.options.maxBytes), afterCrash);
       } catch (err) {
         journal.close();
         throw err;
@@ -227,6 +227,7 @@ export class EntryStore {
 
   setLimits(maxBytes: number, maxEntries = 0): void {
     this.options = { ...this.options, maxBytes, maxEntries };
+    if (this.options.packBytes === undefined) this.packs?.setTarget(packTargetFor(maxBytes));
     // While the index loads, the limits apply once it is in.
     if (this.loaded) this.evict();
   }

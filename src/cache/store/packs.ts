@@ -20,6 +20,17 @@ const RECORD_MAGIC = 0x31525043; // "CPR1"
 export const RECORD_HEADER = 52;
 /** Records go to a new pack once the active one is this large. */
 export const PACK_TARGET = 64 * 1024 * 1024;
+/** The smallest pack target a small size limit gets (see packTargetFor). */
+const PACK_TARGET_MIN = 1024 * 1024;
+
+/**
+ * The pack size for a size limit: a sixteenth of it, between 1 MiB and PACK_TARGET. Only sealed
+ * packs are compacted, so the garbage of replaced and evicted records in the active pack stays
+ * on disk until it fills: with 64 MiB packs a cache limited to 1 MiB took 64 MiB of disk.
+ */
+export function packTargetFor(maxBytes: number): number {
+  return Math.min(PACK_TARGET, Math.max(PACK_TARGET_MIN, Math.floor(maxBytes / 16)));
+}
 const FILE_MODE = 0o600;
 /** A sealed pack whose live records are less than this share of it is compacted. */
 const COMPACT_BELOW = 0.7;
@@ -105,8 +116,13 @@ export class Packs {
 
   private constructor(
     readonly dir: string,
-    private readonly target: number,
+    private target: number,
   ) {}
+
+  /** Records go to a new pack once the active one reaches this size (from the next record on). */
+  setTarget(bytes: number): void {
+    this.target = bytes;
+  }
 
   /**
    * Opens every pack file (a readdir and one open each: a million entries make about 25).
