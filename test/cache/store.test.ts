@@ -189,6 +189,24 @@ test('store: under a small size limit, replaced and evicted records are compacte
     await store.close();
   }));
 
+test('store: pack numbers past 65,535 (a long-lived cache) are kept whole in the journal, the snapshot and the index', () =>
+  withStore(async (dir) => {
+    // As if 70,000 packs had been written and compacted away before: the next one is 70,000.
+    fs.mkdirSync(path.join(dir, 'store', 'packs'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'store', 'packs', '70000.pack'), '');
+    const first = await EntryStore.open(dir, { maxBytes: 1e9 });
+    for (let i = 0; i < 20; i++) await putBody(first, url(i), bodyOf(url(i), i === 3 ? BIG : 1000));
+    // No close: read back from the journal, as after SIGKILL.
+    const second = await EntryStore.open(dir, { maxBytes: 1e9 });
+    assert.equal(second.count, 20);
+    for (let i = 0; i < 20; i++) assert.ok((await bodyFrom(second, url(i)))!.equals(bodyOf(url(i), i === 3 ? BIG : 1000)), `${url(i)} from the journal`);
+    await second.close();
+    const third = await EntryStore.open(dir, { maxBytes: 1e9 });
+    assert.equal(third.report.fromSnapshot, true);
+    for (let i = 0; i < 20; i++) assert.ok((await bodyFrom(third, url(i)))!.equals(bodyOf(url(i), i === 3 ? BIG : 1000)), `${url(i)} from the snapshot`);
+    await third.close();
+  }));
+
 /** Opens a store and resolves once its migration of the old layout has finished. */
 async function openAndMigrate(dir: string, whileMigrating: (store: EntryStore) => Promise<void> = async () => {}): Promise<{ store: EntryStore; migrated: number }> {
   let finished!: (n: number) => void;

@@ -45,12 +45,18 @@ export function encodeRecord(buf: Buffer, pos: number, op: Op, h0: number, h1: n
   buf.writeUInt32LE(h0, pos + 4);
   buf.writeUInt32LE(h1, pos + 8);
   if (loc) {
-    buf.writeUInt16LE(loc.pack, pos + 2);
+    // The pack id's low 16 bits at 2, its high 8 at 1 (0 in records written before pack ids passed 65,535).
+    buf[pos + 1] = loc.pack >>> 16;
+    buf.writeUInt16LE(loc.pack & 0xffff, pos + 2);
     buf.writeUInt32LE(loc.offset, pos + 12);
     buf.writeUInt32LE(loc.length, pos + 16);
     buf.writeDoubleLE(loc.bytes, pos + 20);
   }
   buf.writeUInt32LE(crc32!(buf.subarray(pos, pos + 28)), pos + 28);
+}
+
+function packAt(buf: Buffer, pos: number): number {
+  return buf.readUInt16LE(pos + 2) | (buf[pos + 1] << 16);
 }
 
 /** Journal records replayed (or snapshot rows indexed) between two yields of a start-up in the background. */
@@ -65,13 +71,13 @@ function replay(index: KeyIndex, buf: Buffer, start: number, end: number, checkE
     const h0 = buf.readUInt32LE(pos + 4);
     const h1 = buf.readUInt32LE(pos + 8);
     if (op === Op.Put || op === Op.PutOldest) {
-      index.set(h0, h1, { pack: buf.readUInt16LE(pos + 2), offset: buf.readUInt32LE(pos + 12), length: buf.readUInt32LE(pos + 16), bytes: buf.readDoubleLE(pos + 20) }, op === Op.PutOldest);
+      index.set(h0, h1, { pack: packAt(buf, pos), offset: buf.readUInt32LE(pos + 12), length: buf.readUInt32LE(pos + 16), bytes: buf.readDoubleLE(pos + 20) }, op === Op.PutOldest);
     } else if (op === Op.Delete || op === Op.Touch || op === Op.Move) {
       const id = index.find(h0, h1);
       if (id < 0) continue;
       if (op === Op.Delete) index.remove(id);
       else if (op === Op.Touch) index.touch(id);
-      else index.relocate(id, { pack: buf.readUInt16LE(pos + 2), offset: buf.readUInt32LE(pos + 12), length: buf.readUInt32LE(pos + 16), bytes: buf.readDoubleLE(pos + 20) });
+      else index.relocate(id, { pack: packAt(buf, pos), offset: buf.readUInt32LE(pos + 12), length: buf.readUInt32LE(pos + 16), bytes: buf.readDoubleLE(pos + 20) });
     } else break;
   }
   return pos;

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 
 /**
  * The store's whole in-memory index: for every entry, where its record lives, how many bytes it
- * accounts for, and its place in least-recently-used order. Typed arrays, about 42 bytes an
- * entry (a million entries: 42 MB), where a Map of objects would cost over a kilobyte each.
+ * accounts for, and its place in least-recently-used order. Typed arrays, about 44 bytes an
+ * entry (a million entries: 44 MB), where a Map of objects would cost over a kilobyte each.
  *
  * Entries are named by the first 64 bits of the SHA-256 of their cache key (two uint32 halves):
  * two keys sharing them among a million entries is a one-in-thirty-million chance, and the
@@ -28,7 +28,8 @@ export class KeyIndex {
   private capacity = 0;
   private h0 = new Uint32Array(0);
   private h1 = new Uint32Array(0);
-  private packs = new Uint16Array(0);
+  /** Pack ids: up to 24 bits (journal.ts), so a Uint32Array; 16 bits ran out after 65,536 packs written. */
+  private packs = new Uint32Array(0);
   private offsets = new Uint32Array(0);
   private lengths = new Uint32Array(0);
   private sizes = new Float64Array(0);
@@ -63,7 +64,7 @@ export class KeyIndex {
     const { packs, h0, h1, offsets, lengths, sizes, prev, next, table, mask } = this;
     let total = 0;
     for (let id = from, w = 0; id < to; id++, w += 8) {
-      packs[id] = words[w] >>> 16;
+      packs[id] = (words[w] >>> 16) | (((words[w] >>> 8) & 0xff) << 16);
       const a = words[w + 1];
       h0[id] = a;
       h1[id] = words[w + 2];
@@ -268,14 +269,14 @@ export class KeyIndex {
   }
 
   private grow(capacity: number): void {
-    const copy = <T extends Uint32Array | Uint16Array | Float64Array | Int32Array>(from: T, make: (n: number) => T): T => {
+    const copy = <T extends Uint32Array | Float64Array | Int32Array>(from: T, make: (n: number) => T): T => {
       const to = make(capacity);
       to.set(from.subarray(0, Math.min(from.length, capacity)) as never);
       return to;
     };
     this.h0 = copy(this.h0, (n) => new Uint32Array(n));
     this.h1 = copy(this.h1, (n) => new Uint32Array(n));
-    this.packs = copy(this.packs, (n) => new Uint16Array(n));
+    this.packs = copy(this.packs, (n) => new Uint32Array(n));
     this.offsets = copy(this.offsets, (n) => new Uint32Array(n));
     this.lengths = copy(this.lengths, (n) => new Uint32Array(n));
     this.sizes = copy(this.sizes, (n) => new Float64Array(n));

@@ -146,6 +146,8 @@ export class Packs {
   }
 
   private startPack(id: number): void {
+    // Pack ids have 24 bits in the journal: 16 million packs, 16 TiB written at the smallest pack size.
+    if (id > 0xffffff) throw new Error('the cache store has used up its pack numbers; clear the cache to go on');
     const fd = fs.openSync(path.join(this.dir, `${id}.pack`), 'w+', FILE_MODE);
     this.files.set(id, { fd, end: 0, live: 0, busy: 0, closing: false });
     this.active = id;
