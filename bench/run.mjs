@@ -8,7 +8,7 @@
 //   BENCH_ONLY=million     (not in the default set, 6-8 minutes: 1,000,000 stored entries, issue 17;
 //                           BENCH_MILLION=N for another count, BENCH_MILLION_DIR=D keeps and reuses our filled store)
 import { spawnSync, execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { join, resolve } from 'node:path';
 import { CLIENT_CPU, CPUS, PROXY_CPU, busyShare, cpuSeconds, cpuTimes, killAllChildren, memory, resetPeakRss, sleep } from './lib/proc.mjs';
@@ -19,6 +19,19 @@ import { httpsPhase, httpsReport, makeOriginCertificate } from './https.mjs';
 import { millionPhase, millionReport } from './million.mjs';
 
 const REPO = resolve(import.meta.dirname, '..');
+
+/** Bytes the files under dir take on disk (st_blocks) and their apparent sizes. */
+function allocatedBytes(dir) {
+  const sum = { allocated: 0, apparent: 0, files: 0 };
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile()) continue;
+    const st = statSync(join(entry.parentPath ?? entry.path, entry.name));
+    sum.allocated += st.blocks * 512;
+    sum.apparent += st.size;
+    sum.files++;
+  }
+  return sum;
+}
 
 // This runner (and the clients it spawns) belongs on the client CPU, away from the proxy under test.
 if (CPUS >= 2 && !process.env.BENCH_RUNNER_PINNED) {
@@ -312,6 +325,10 @@ async function main() {
       ...summarizeRuns(bySystem, ['reqPerSec', 'p99Ms', 'proxyCpuUsPerRequest']),
     };
     for (const s of [small, large, atsBoth]) await s.stop();
+    // After a clean stop (its index snapshot written): what the store takes on disk for 1 KiB bodies (issue 17: at most 1.5x).
+    const disk = allocatedBytes(join(large.cacheDir, 'store'));
+    results.figures.entries.disk = { allocatedBytes: disk.allocated, apparentBytes: disk.apparent, files: disk.files, bodyBytes: ENTRIES_LARGE * 1024 };
+    log(`our ${fmt(ENTRIES_LARGE)}-entry store: ${fmt(disk.allocated / MiB)} MiB allocated in ${disk.files} files for ${fmt((ENTRIES_LARGE * 1024) / MiB)} MiB of bodies`);
   }
 
   if (ONLY.has('startup')) {
@@ -456,6 +473,12 @@ function report(write = true) {
     out.push(`Hit cost by store size (1 KiB entries, requests spread over every stored entry, ${ENTRIES_SECONDS} s runs; our RSS ${fmt(e.rssMiB.small)} vs ${fmt(e.rssMiB.large)} MiB)`);
     out.push(table(['store', 'req/s', 'p99 ms', 'proxy CPU µs/req', 'note'], rows));
     out.push('');
+    if (e.disk) {
+      const onDisk = ratio(e.disk.allocatedBytes, e.disk.bodyBytes);
+      out.push(`Our ${large} store on disk after a clean stop: ${fmt(e.disk.allocatedBytes / MiB)} MiB allocated (${fmt(e.disk.apparentBytes / MiB)} MiB apparent) in ${e.disk.files} files, for ${fmt(e.disk.bodyBytes / MiB)} MiB of 1 KiB bodies`);
+      out.push('');
+      target(`disk ÷ bodies' bytes, 1 KiB bodies, ${large}`, fmtRatio(onDisk), '≤ 1.50×', onDisk <= 1.5);
+    }
     const slower = ratio(e[large].proxyCpuUsPerRequest.median, e[small].proxyCpuUsPerRequest.median);
     target(`hit cost (CPU µs/req) ${large} ÷ ${small}`, fmtRatio(slower), '≤ 1.10×', slower <= 1.1 && e[large].originRequests === 0);
     const rps = ratio(e[small].reqPerSec.median, e[large].reqPerSec.median);
