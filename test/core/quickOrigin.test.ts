@@ -4,6 +4,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import { startTestProxy, waitFor, type TestProxy } from '../helpers/net';
 import { RawClient, rawRequest } from '../helpers/raw';
+import { nodeHttpParser, quickOriginSupported } from '../../src/core/quick/originConnection';
 
 /**
  * The quick pass-through writes its requests to kept-alive origin sockets itself and reads the
@@ -264,3 +265,26 @@ async function startEndlessOrigin(): Promise<{ url: string; open(): number; abor
       }),
   });
 }
+
+test('quick pass-through: Node\'s parser is found on this runtime, and a runtime without it turns the quick pass-through off instead of failing to start', () => {
+  // If this first check fails, a new Node or Electron changed `_http_common`: the proxy still runs, only slower.
+  assert.equal(quickOriginSupported, true);
+  assert.ok(nodeHttpParser() !== null);
+  const real = nodeHttpParser()!;
+  assert.equal(nodeHttpParser(() => { throw new Error("Cannot find module '_http_common'"); }), null);
+  assert.equal(nodeHttpParser(() => ({})), null);
+  assert.equal(nodeHttpParser(() => null), null);
+  const fields = ['RESPONSE', 'kOnMessageBegin', 'kOnHeaders', 'kOnHeadersComplete', 'kOnBody', 'kOnMessageComplete', 'kLenientNone'];
+  const copy = (omit: string): unknown => {
+    function Parser(): void {}
+    for (const field of fields) if (field !== omit) (Parser as unknown as Record<string, unknown>)[field] = (real as unknown as Record<string, unknown>)[field];
+    Parser.prototype = real.prototype;
+    return Parser;
+  };
+  assert.ok(nodeHttpParser(() => ({ HTTPParser: copy('') })) !== null, 'a faithful copy is accepted');
+  assert.equal(nodeHttpParser(() => ({ HTTPParser: copy('kOnBody') })), null);
+  const withoutMethod = copy('');
+  (withoutMethod as { prototype: object }).prototype = {};
+  assert.equal(nodeHttpParser(() => ({ HTTPParser: withoutMethod })), null);
+  assert.equal(nodeHttpParser(() => ({ HTTPParser: real })), real);
+});

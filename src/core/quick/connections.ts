@@ -1,4 +1,4 @@
-import { OriginConnection, type OriginConnectionOptions } from './originConnection';
+import { OriginConnection, quickOriginSupported, type OriginConnectionOptions } from './originConnection';
 
 /** Connections to one origin busy at once on the quick path; past it requests take the ordinary path, whose agent queues them. */
 const MAX_BUSY = 256;
@@ -45,7 +45,7 @@ export class QuickConnections {
 
   /** Whether a new connection may be opened now. */
   get canOpen(): boolean {
-    return !this.closed && this.busy < MAX_BUSY;
+    return quickOriginSupported && !this.closed && this.busy < MAX_BUSY;
   }
 
   /** A connection for one request (`reused`: it has served one before), or null when none is available. */

@@ -34,8 +34,31 @@ interface Parser {
 
 type ParseError = Error & { code: string; reason?: string; bytesParsed?: number };
 
+const PARSER_FIELDS = ['RESPONSE', 'kOnMessageBegin', 'kOnHeaders', 'kOnHeadersComplete', 'kOnBody', 'kOnMessageComplete', 'kLenientNone'] as const;
+
+/**
+ * Node's HTTP parser as `_http_common` exports it, or null when that module or any part used here
+ * is missing (a Node or Electron that changed its internals). The quick pass-through is then off
+ * and every request takes the ordinary path: slower, never broken.
+ */
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { HTTPParser } = require('_http_common') as { HTTPParser: ParserBinding };
+export function nodeHttpParser(load: (id: string) => unknown = require): ParserBinding | null {
+  try {
+    const parser = (load('_http_common') as { HTTPParser?: ParserBinding } | null)?.HTTPParser;
+    if (typeof parser !== 'function') return null;
+    for (const field of PARSER_FIELDS) if (typeof parser[field] !== 'number') return null;
+    for (const method of ['initialize', 'execute', 'finish', 'close'] as const) {
+      if (typeof (parser as unknown as { prototype: Record<string, unknown> }).prototype[method] !== 'function') return null;
+    }
+    return parser;
+  } catch {
+    return null;
+  }
+}
+
+const PARSER = nodeHttpParser();
+/** Whether this runtime lets the quick pass-through read origin answers (see nodeHttpParser). */
+export const quickOriginSupported = PARSER !== null;
 
 /** What receives one origin response; every call is made once, in order, onComplete or onError last. */
 export interface OriginResponseHandler {
@@ -105,6 +128,8 @@ export class OriginConnection {
     this.idleMs = options.keepAliveMs;
     this.tickMs = Math.max(1, Math.min(options.timeoutMs, options.keepAliveMs));
     this.timerMs = this.tickMs;
+    // Connections are only made when quickOriginSupported (QuickConnections.available).
+    const HTTPParser = PARSER!;
     const parser = new HTTPParser();
     parser.initialize(HTTPParser.RESPONSE, {}, options.maxHeaderBytes, HTTPParser.kLenientNone);
     parser[HTTPParser.kOnMessageBegin] = () => {
