@@ -7,12 +7,15 @@
 //
 // Both proxies run at once (each with its own cache directory), measured A B A B ...; the load
 // average and each run's µs/req are printed, then the medians.
+// ENTRIES=N: each proxy is first given N stored entries (path + 0..N-1) and every run spreads its
+// requests over all of them (the entries phase's hit cost), e.g.
+//   ENTRIES=100000 node bench/ab.mjs /tmp/A/cli.js dist/cli.js '/1k.bin?entry=' 3 8 -- --max-entries 200000 --max-memory-mb 512
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, statSync, truncateSync } from 'node:fs';
 import * as os from 'node:os';
 import { join, resolve } from 'node:path';
-import { CLIENT_CPU, CPUS, cpuSeconds, killAllChildren, sleep } from './lib/proc.mjs';
-import { wrk } from './lib/client.mjs';
+import { CLIENT_CPU, CPUS, cpuSeconds, killAllChildren, memory, sleep } from './lib/proc.mjs';
+import { populate, wrk } from './lib/client.mjs';
 import { startOrigin, startOurs, warmUntilHit } from './lib/systems.mjs';
 
 if (CPUS >= 2 && !process.env.BENCH_RUNNER_PINNED) {
@@ -29,6 +32,7 @@ if (!aCli || !bCli) {
   process.exit(2);
 }
 
+const spread = Number(process.env.ENTRIES ?? 0);
 const work = mkdtempSync(join(os.tmpdir(), 'caching-proxy-ab-'));
 chmodSync(work, 0o755);
 try {
@@ -36,15 +40,19 @@ try {
   const systems = [];
   for (const [name, cli] of [['A', aCli], ['B', bCli]]) systems.push(await startOurs(work, name, proxyFlags, null, { cli: resolve(cli) }));
   for (const s of systems) {
-    if (!path.includes('nostore')) await warmUntilHit(s, origin, path);
-    await wrk({ dir: work, name: `warm-${s.name}`, originPort: origin.port, path, proxyPort: s.port, seconds: 3 });
+    if (spread) await populate(s.port, origin.base + path, spread);
+    else if (!path.includes('nostore')) await warmUntilHit(s, origin, path);
+  }
+  if (spread) spawnSync('sync');
+  for (const s of systems) {
+    await wrk({ dir: work, name: `warm-${s.name}`, originPort: origin.port, path, proxyPort: s.port, seconds: spread ? 6 : 3, spread });
     truncateSync(s.logFile, 0);
   }
   const results = { A: [], B: [] };
   for (let round = 0; round < Number(rounds); round++) {
     for (const s of systems) {
       const before = cpuSeconds(s.pid);
-      const r = await wrk({ dir: work, name: `run-${s.name}`, originPort: origin.port, path, proxyPort: s.port, seconds: Number(seconds) });
+      const r = await wrk({ dir: work, name: `run-${s.name}`, originPort: origin.port, path, proxyPort: s.port, seconds: Number(seconds), spread });
       const cpu = cpuSeconds(s.pid) - before;
       await sleep(50);
       const logBytes = statSync(s.logFile).size;
@@ -58,6 +66,7 @@ try {
   const a = median(results.A);
   const b = median(results.B);
   console.log(`median A ${a.toFixed(1)} µs/req [${results.A.map((x) => x.toFixed(1)).join(', ')}], B ${b.toFixed(1)} µs/req [${results.B.map((x) => x.toFixed(1)).join(', ')}]: B/A ${(b / a).toFixed(3)}`);
+  console.log(`RSS A ${Math.round(memory(systems[0].pid).rss / 1048576)} MiB, B ${Math.round(memory(systems[1].pid).rss / 1048576)} MiB`);
   for (const s of systems) await s.stop();
   await origin.stop();
 } finally {

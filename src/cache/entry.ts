@@ -35,6 +35,9 @@ export interface Entry extends IndexRecord {
   /** The body, when the entry is in the memory tier (always, without a disk tier). */
   body: Buffer | null;
   onDisk: boolean;
+  /** Where the disk index held it when last touched (-1, 0: not yet; see EntryStore.touchRef). */
+  diskId: number;
+  diskStamp: number;
 }
 
 export function loadMeta(policy: Policy, statusMessage: string, raw: string[], requestHeaders: Record<string, string>): LoadedMeta {

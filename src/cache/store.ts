@@ -54,7 +54,11 @@ export class Store {
     entryRead: (key, found) => {
       if (!this.index.peek(key)) this.loaded(found.meta, found.body);
     },
-    write: (meta) => this.disk!.put(meta, Buffer.alloc(0), null),
+    write: (meta) => {
+      // The URL varies from now on: its plain-key response must not answer (see freshInMemory).
+      this.forget(meta.key);
+      return this.disk!.put(meta, Buffer.alloc(0), null);
+    },
   });
   /** Memory only: URL -> keys of its stored variants. */
   private readonly keysByUrl = new Map<string, Set<string>>();
@@ -125,7 +129,7 @@ export class Store {
   async find(key: string, touch = true): Promise<Entry | undefined> {
     const inMemory = touch ? this.index.get(key) : this.index.peek(key);
     if (inMemory) {
-      if (touch) this.disk?.touch(inMemory.hash);
+      if (touch) this.disk?.touchRef(inMemory);
       return inMemory;
     }
     if (!this.disk) return undefined;
@@ -172,10 +176,16 @@ export class Store {
    * million entries takes the quick path; null sends the request down the asynchronous path.
    */
   freshInMemory(href: string, headers: IncomingHttpHeaders): Entry | null {
-    let entry = this.index.get(this.keyFor(href, headers));
-    if (entry === undefined && this.disk !== null) entry = this.loadNow(href, headers);
+    // One lookup for a URL that does not vary: a response without Vary in memory under the plain
+    // key is the URL's current one (a varying response stored for the URL takes it out of
+    // memory: the marker's write, supersedePlain), so the vary markers need not be asked.
+    let entry = this.index.get(plainKey(href));
+    if (entry === undefined || entry.vary !== null) {
+      entry = this.index.get(this.keyFor(href, headers));
+      if (entry === undefined && this.disk !== null) entry = this.loadNow(href, headers);
+    }
     if (entry === undefined || entry.body === null || entry.meta === null || !entry.meta.fastOk || Date.now() >= entry.freshUntil) return null;
-    this.disk?.touch(entry.hash);
+    this.disk?.touchRef(entry);
     return entry;
   }
 
@@ -291,6 +301,8 @@ export class Store {
       meta: loadMeta(n.policy, n.statusMessage, n.raw, n.requestHeaders),
       body: body && (!onDisk || record.size <= this.share) ? body : null,
       onDisk,
+      diskId: -1,
+      diskStamp: 0,
     };
     if (this.closed) return 'closed';
     if (!this.insert(entry)) return 'no-capacity';
@@ -306,6 +318,7 @@ export class Store {
 
   /** Lists an entry; false if it could not be kept (larger than the whole store). */
   private insert(entry: Entry): boolean {
+    this.supersedePlain(entry);
     if (this.disk) {
       this.remember(entry);
       return entry.onDisk ? this.disk.has(entry.hash) : this.index.peek(entry.key) === entry;
@@ -321,8 +334,22 @@ export class Store {
 
   /** Keeps a loaded entry in memory (disk mode). */
   private remember(entry: Entry): void {
+    this.supersedePlain(entry);
     this.index.set(entry.key, entry);
     if (this.index.peek(entry.key) === entry) this.byPrefix.set(entry.hash.slice(0, 16), entry);
+  }
+
+  /**
+   * A varying response for a URL: an earlier response without Vary under the URL's plain key
+   * leaves memory (memory mode: the store; it is no longer reachable by key), so that a plain-key
+   * entry in memory always is the URL's current response.
+   */
+  private supersedePlain(entry: Entry): void {
+    if (entry.vary === null) return;
+    const pk = plainKey(entry.url);
+    if (pk === entry.key) return;
+    const plain = this.index.peek(pk);
+    if (plain !== undefined && plain.vary === null) this.index.delete(pk);
   }
 
   // ---------------------------------------------------------------- removing

@@ -16,12 +16,14 @@ export function entryFromStored(meta: EntryMeta, body: Buffer | null): Entry {
     meta: loadMeta(policy, meta.statusMessage, meta.raw, storedRequestHeaders(meta.policy)),
     body: body ? ownCopy(body) : null,
     onDisk: true,
+    diskId: -1,
+    diskStamp: 0,
   };
 }
 
 /** What the UI's list needs of an entry not in memory, without building its policy. */
 export function summaryEntry(meta: EntryMeta): Entry {
-  return { ...toRecord(meta), meta: { raw: meta.raw } as LoadedMeta, body: null, onDisk: true };
+  return { ...toRecord(meta), meta: { raw: meta.raw } as LoadedMeta, body: null, onDisk: true, diskId: -1, diskStamp: 0 };
 }
 
 /**

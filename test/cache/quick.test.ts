@@ -1,8 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { sleep, viaProxy } from '../helpers/net';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { sleep, startOrigin, viaProxy } from '../helpers/net';
 import { RawClient, rawRequest as get, type RawResponse } from '../helpers/raw';
-import { withProxy } from './origin';
+import { withOriginAndProxy, withProxy } from './origin';
 
 /**
  * The server answers plain GET/HEAD hits on its quick path (core/quickFront.ts) and hands a
@@ -227,3 +230,49 @@ test('quick path: a connection Node\'s parser took for a miss is read by the qui
       client.close();
     }
   }));
+
+for (const tier of ['memory', 'disk'] as const) {
+  test(`quick path (${tier} tier): a URL whose response starts to vary is not answered with its earlier response without Vary`, async () => {
+    // The quick hit looks the plain key up first; the plain response stored before the URL
+    // varied must leave memory when a varying one is stored, or it would answer every language.
+    let varies = false;
+    const origin = await startOrigin((req, res) => {
+      const headers: Record<string, string> = { 'Content-Type': 'text/plain', 'Cache-Control': 'max-age=600' };
+      if (varies) headers.Vary = 'Accept-Language';
+      const body = varies ? `lang ${req.headers['accept-language'] ?? 'none'}` : 'plain';
+      res.writeHead(200, { ...headers, 'Content-Length': Buffer.byteLength(body) });
+      res.end(body);
+    });
+    const dir = tier === 'disk' ? fs.mkdtempSync(path.join(os.tmpdir(), 'cp-quick-vary-')) : null;
+    try {
+      await withOriginAndProxy(origin, { cache: { dir } }, async (o, p) => {
+        const target = `${o.url}/starts-varying`;
+        const client = await RawClient.connect(p.port);
+        try {
+          client.send(get(target));
+          assert.equal((await client.response()).body, 'plain');
+          client.send(get(target));
+          assert.equal((await client.response()).body, 'plain', 'a quick hit');
+          varies = true;
+          // A reload (no-cache) stores the URL's new, varying response, for German.
+          client.send(get(target, 'Accept-Language: de\r\nCache-Control: no-cache\r\n'));
+          assert.equal((await client.response()).body, 'lang de');
+          client.send(get(target, 'Accept-Language: de\r\n'));
+          const de = await client.response();
+          assert.equal(de.body, 'lang de');
+          assert.match(de.headers['cache-status'], /; hit/);
+          client.send(get(target, 'Accept-Language: en\r\n'));
+          const en = await client.response();
+          assert.equal(en.body, 'lang en', 'not the response stored before the URL varied');
+          assert.doesNotMatch(en.headers['cache-status'], /; hit/);
+          client.send(get(target));
+          assert.equal((await client.response()).body, 'lang none');
+        } finally {
+          client.close();
+        }
+      });
+    } finally {
+      if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}

@@ -302,3 +302,35 @@ test('store: while the index loads in the background, lookups, writes and remova
     assert.equal(await store.get(hash(8)), null);
     await store.close();
   }));
+
+test('store: a kept index reference (touchRef) touches its own entry only: once the entry is removed and its place reused, it finds by hash or not at all; the order holds across a restart', () =>
+  withStore(async (dir) => {
+    const hashOf = (i: number) => metaFor(url(i), Buffer.alloc(0)).hash;
+    const prefix = (i: number) => hashOf(i).slice(0, 16);
+    const store = await EntryStore.open(dir, { maxBytes: 1e9 });
+    for (let i = 0; i < 3; i++) await putBody(store, url(i), bodyOf(url(i), 100));
+    const ref0 = { hash: hashOf(0), diskId: -1, diskStamp: 0 };
+    const ref1 = { hash: hashOf(1), diskId: -1, diskStamp: 0 };
+    store.touchRef(ref0);
+    assert.ok(ref0.diskId >= 0, 'the place is kept');
+    assert.deepEqual([...store.prefixesOldestFirst()], [prefix(1), prefix(2), prefix(0)]);
+    store.remove(hashOf(0));
+    // Entry 3 takes the freed place of entry 0; entry 4 comes after it.
+    await putBody(store, url(3), bodyOf(url(3), 100));
+    await putBody(store, url(4), bodyOf(url(4), 100));
+    store.touchRef(ref0);
+    assert.deepEqual([...store.prefixesOldestFirst()], [prefix(1), prefix(2), prefix(3), prefix(4)], 'the stale reference touched nothing');
+    store.touchRef(ref1);
+    store.touchRef(ref1);
+    assert.deepEqual([...store.prefixesOldestFirst()], [prefix(2), prefix(3), prefix(4), prefix(1)]);
+    // Entry 0 stored again: the old reference finds it by its hash.
+    await putBody(store, url(0), bodyOf(url(0), 100));
+    store.touchRef({ hash: hashOf(2), diskId: ref0.diskId, diskStamp: ref0.diskStamp });
+    store.touchRef(ref0);
+    assert.deepEqual([...store.prefixesOldestFirst()], [prefix(3), prefix(4), prefix(1), prefix(2), prefix(0)]);
+    (store as unknown as { flushTouches(): void }).flushTouches();
+    // No close: the journal's touch records alone rebuild the order.
+    const second = await EntryStore.open(dir, { maxBytes: 1e9 });
+    assert.deepEqual([...second.prefixesOldestFirst()], [prefix(3), prefix(4), prefix(1), prefix(2), prefix(0)]);
+    await second.close();
+  }));

@@ -109,8 +109,14 @@ export class IndexJournal {
   private fd = -1;
   private generation = 0;
   private records = 0;
-  /** Touches wait here and are written together (see flushTouches): a hit costs no write of its own. */
-  private touches = new Set<number>();
+  /**
+   * Touches wait here and are written together (see flushTouches): a hit costs no write of its
+   * own. A flag per entry id (1: used since the last flush) and their count, not a Set: adding
+   * to a Set of tens of thousands of ids a second, rebuilt after every flush, cost each hit a
+   * hash-table insert in scattered memory and its growth.
+   */
+  private touchFlags = new Uint8Array(0);
+  private touchCount = 0;
   private touchIndex: KeyIndex | null = null;
 
   private constructor(private readonly dir: string) {}
@@ -172,26 +178,38 @@ export class IndexJournal {
   /** Remembers that an entry was used; written with the next flushTouches. */
   touched(index: KeyIndex, id: number): void {
     this.touchIndex = index;
-    this.touches.add(id);
+    let flags = this.touchFlags;
+    if (id >= flags.length) {
+      flags = new Uint8Array(Math.max(id + 1, flags.length * 2, 1024));
+      flags.set(this.touchFlags);
+      this.touchFlags = flags;
+    }
+    if (flags[id] === 0) {
+      flags[id] = 1;
+      this.touchCount++;
+    }
   }
 
   /** Writes the remembered uses in LRU order (a crash loses at most the uses since the last flush). */
   flushTouches(): void {
     const index = this.touchIndex;
-    if (!index || this.touches.size === 0) return;
-    const ids = this.touches;
-    this.touches = new Set();
-    const buf = Buffer.allocUnsafe(ids.size * RECORD_SIZE);
+    if (!index || this.touchCount === 0) return;
+    const flags = this.touchFlags;
+    let left = this.touchCount;
+    this.touchCount = 0;
+    const buf = Buffer.allocUnsafe(left * RECORD_SIZE);
     let pos = 0;
     // In the order the index now holds them, so a replay rebuilds the same order.
     for (const id of index.newestFirst()) {
-      if (!ids.has(id)) continue;
-      ids.delete(id);
+      if (flags[id] !== 1) continue;
+      flags[id] = 0;
       pos += RECORD_SIZE;
       const [h0, h1] = index.hashOf(id);
       encodeRecord(buf, buf.length - pos, Op.Touch, h0, h1, null);
-      if (ids.size === 0) break;
+      if (--left === 0) break;
     }
+    // Flags of ids no longer in the list (none: removal forgets them) would be stale: clear them.
+    if (left !== 0) flags.fill(0);
     if (pos === 0) return;
     fs.writeSync(this.fd, buf, buf.length - pos, pos);
     this.records += pos / RECORD_SIZE;
@@ -199,7 +217,10 @@ export class IndexJournal {
 
   /** Forgets a pending touch of an entry id that is being reused for another entry. */
   forget(id: number): void {
-    this.touches.delete(id);
+    if (id < this.touchFlags.length && this.touchFlags[id] === 1) {
+      this.touchFlags[id] = 0;
+      this.touchCount--;
+    }
   }
 
   /**

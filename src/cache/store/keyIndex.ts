@@ -35,6 +35,13 @@ export class KeyIndex {
   private sizes = new Float64Array(0);
   private prev = new Int32Array(0);
   private next = new Int32Array(0);
+  /**
+   * Per id, a number given when the id is taken for an entry (0 while free): with the id, it
+   * names that entry for as long as it stays in the index (see stampOf), so a caller that kept
+   * both finds it again without hashing or probing.
+   */
+  private stamps = new Uint32Array(0);
+  private nextStamp = 1;
   /** Slot -> entry id + 1 (0: empty). Length a power of two, at most half full. */
   private table = new Int32Array(0);
   private mask = 0;
@@ -61,7 +68,7 @@ export class KeyIndex {
     const slice = rows.subarray(from * 32, to * 32);
     const aligned = slice.byteOffset % 8 === 0 ? slice : Buffer.from(slice);
     const words = new Uint32Array(aligned.buffer, aligned.byteOffset, (to - from) * 8);
-    const { packs, h0, h1, offsets, lengths, sizes, prev, next, table, mask } = this;
+    const { packs, h0, h1, offsets, lengths, sizes, prev, next, stamps, table, mask } = this;
     let total = 0;
     for (let id = from, w = 0; id < to; id++, w += 8) {
       packs[id] = (words[w] >>> 16) | (((words[w] >>> 8) & 0xff) << 16);
@@ -75,6 +82,7 @@ export class KeyIndex {
       total += bytes;
       prev[id] = id - 1;
       next[id] = id + 1 < to ? id + 1 : NONE;
+      stamps[id] = this.takeStamp();
       let slot = a & mask;
       while (table[slot] !== 0) slot = (slot + 1) & mask;
       table[slot] = id + 1;
@@ -120,6 +128,7 @@ export class KeyIndex {
     const id = this.freeIds.length ? this.freeIds.pop()! : this.highWater++;
     this.h0[id] = h0;
     this.h1[id] = h1;
+    this.stamps[id] = this.takeStamp();
     this.write(id, loc);
     this.insertSlot(id);
     if (asOldest) this.linkHead(id);
@@ -140,6 +149,7 @@ export class KeyIndex {
     const loc = this.location(id);
     this.deleteSlot(id);
     this.unlink(id);
+    this.stamps[id] = 0;
     this.freeIds.push(id);
     this.count--;
     this.totalBytes -= loc.bytes;
@@ -150,6 +160,11 @@ export class KeyIndex {
     if (this.tail === id) return;
     this.unlink(id);
     this.linkTail(id);
+  }
+
+  /** The stamp of an id in the index (0: free): an id and its stamp name one entry while it stays. */
+  stampOf(id: number): number {
+    return id < this.capacity ? this.stamps[id] : 0;
   }
 
   location(id: number): Location {
@@ -201,11 +216,19 @@ export class KeyIndex {
 
   clear(): void {
     this.table.fill(0);
+    this.stamps.fill(0);
     this.freeIds = [];
     this.highWater = 0;
     this.head = this.tail = NONE;
     this.count = 0;
     this.totalBytes = 0;
+  }
+
+  /** A new stamp, never 0, within 30 bits (small integers for whoever keeps it). */
+  private takeStamp(): number {
+    const stamp = this.nextStamp;
+    this.nextStamp = stamp >= 0x3fffffff ? 1 : stamp + 1;
+    return stamp;
   }
 
   private write(id: number, loc: Location): void {
@@ -282,6 +305,7 @@ export class KeyIndex {
     this.sizes = copy(this.sizes, (n) => new Float64Array(n));
     this.prev = copy(this.prev, (n) => new Int32Array(n));
     this.next = copy(this.next, (n) => new Int32Array(n));
+    this.stamps = copy(this.stamps, (n) => new Uint32Array(n));
     this.capacity = capacity;
     let slots = 16;
     while (slots < capacity * 2) slots *= 2;
