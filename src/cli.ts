@@ -7,6 +7,7 @@ import { runIpcChild } from './ipc/child';
 import { IPC_ENV } from './ipc/protocol';
 import { stdioWriters } from './cli/logWriter';
 import { caCommand } from './cli/caCommand';
+import { tuneHeapForProxy } from './cli/heap';
 import { RunningProxy } from './proxy';
 
 const HELP = `caching-proxy: a local caching HTTP proxy for developers (RFC 9111)
@@ -224,6 +225,7 @@ async function main(): Promise<void> {
     if (LEVELS.indexOf(level) < threshold || e.type === 'listening') return;
     (level === 'error' || level === 'warn' ? log.err : log.out).log(level, formatEvent(e));
   }, logLevel);
+  tuneHeapForProxy();
   try {
     proxy = await RunningProxy.start(config, events);
   } catch (err) {
@@ -272,6 +274,7 @@ declare const __VERSION__: string | undefined;
 
 if (require.main === module && process.env[IPC_ENV] === '1' && process.send) {
   // Forked by the VS Code extension: config and queries arrive over the IPC channel.
+  tuneHeapForProxy();
   runIpcChild();
 } else if (require.main === module) {
   main().catch((err: Error) => {

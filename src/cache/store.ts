@@ -158,8 +158,8 @@ export class Store {
   }
 
   /** A record read from disk, as an entry in memory. */
-  private loaded(meta: EntryMeta, body: Buffer | null): Entry {
-    const entry = entryFromStored(meta, body && body.length <= this.share ? body : null);
+  private loaded(meta: EntryMeta, body: Buffer | null, owned = false): Entry {
+    const entry = entryFromStored(meta, body && body.length <= this.share ? body : null, owned);
     this.remember(entry);
     return entry;
   }
@@ -207,7 +207,7 @@ export class Store {
       if (!found || isMarker(found.meta)) return undefined;
     } else if (!known) this.markers.set(href, NOT_VARYING);
     if (found.meta.key !== key) return undefined;
-    return this.loaded(found.meta, found.body);
+    return this.loaded(found.meta, found.body, found.owned);
   }
 
   /** Entries for the UI, most recently used first, at most `limit`. */

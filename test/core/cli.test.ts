@@ -136,3 +136,13 @@ describe('command line', () => {
     assert.ok(refused);
   });
 });
+
+describe('the proxy process heap', () => {
+  test('the old generation may grow 1.3x past its live size, unless the user set the factor', async () => {
+    const { heapGrowingFlag } = await import('../../src/cli/heap');
+    assert.equal(heapGrowingFlag([], undefined), '--heap-growing-percent=30');
+    assert.equal(heapGrowingFlag(['--max-old-space-size=512'], '--enable-source-maps'), '--heap-growing-percent=30');
+    assert.equal(heapGrowingFlag(['--heap-growing-percent=20'], undefined), null);
+    assert.equal(heapGrowingFlag([], '--heap_growing_percent=80'), null);
+  });
+});

@@ -35,6 +35,27 @@ export interface StoreOptions {
 export interface StoredEntry {
   meta: EntryMeta;
   body: Buffer | null;
+  /** The body is a buffer of its own (getNow), not a view into the record read. */
+  owned?: boolean;
+}
+
+/**
+ * What getNow reads records into: one buffer for every synchronous lookup, since only the body
+ * leaves it (copied). A new buffer per cold hit was garbage outside V8's heap that a GC frees
+ * only after tens of MB of it (V8 lets external memory grow 64 MB between collections), and
+ * the allocator kept the pages (session 8, docs/BENCHMARKS.md).
+ */
+const SCRATCH_BYTES = 2 * INLINE_MAX;
+
+/**
+ * A body kept in memory, in a buffer of its own: a view into a record read, or a copy from
+ * Node's shared 8 KiB pool, would pin a whole slab among short-lived ones (with 13,000 small
+ * bodies kept, RSS 304 MB instead of 231).
+ */
+export function ownCopy(body: Buffer): Buffer {
+  const copy = Buffer.allocUnsafeSlow(body.length);
+  body.copy(copy);
+  return copy;
 }
 
 export interface OpenReport {
@@ -82,6 +103,7 @@ export class EntryStore {
   private index = new KeyIndex();
   private journal!: IndexJournal;
   private packs!: Packs;
+  private readonly scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
   /** Resolves once the index is loaded; rejects if it could not be (the store then stays empty and refuses writes). */
   readonly ready: Promise<void>;
   private loading: Promise<void> | null;
@@ -326,11 +348,11 @@ export class EntryStore {
     if (id < 0) return null;
     try {
       const loc = this.index.location(id);
-      const decoded = decodeRecord(this.packs.readNow(loc.pack, loc.offset, loc.length));
+      const decoded = decodeRecord(this.packs.readNow(loc.pack, loc.offset, loc.length, this.scratch));
       if (decoded.hash !== hash) return undefined;
       const meta = JSON.parse(decoded.meta.toString('utf8')) as EntryMeta;
       if (meta.hash !== hash || (decoded.body !== null && decoded.body.length !== meta.size)) return undefined;
-      return { meta, body: decoded.body };
+      return { meta, body: decoded.body && ownCopy(decoded.body), owned: true };
     } catch {
       return undefined;
     }

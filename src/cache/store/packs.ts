@@ -46,6 +46,13 @@ const crc32 = (zlib as unknown as { crc32: Crc32 }).crc32;
  * old records unreadable: records name no dictionary version, so this text is frozen (a new one
  * needs a new flag).
  */
+/**
+ * The output chunk of a record's inflate: zlib's default of 16 KiB is a buffer of its own per
+ * call (one per cold hit, freed only by a GC), against 2 KiB from Node's shared pool; metadata
+ * larger than this comes in several chunks.
+ */
+const INFLATE_CHUNK = 2048;
+
 const META_DICTIONARY = Buffer.from(
   '{"v":1,"key":"GET http://","hash":"","url":"http://","status":200,"size":,"digest":"crc32:","storedAt":17,"freshUntil":17,"hits":0,' +
     '"contentType":"application/octet-stream","vary":null,"statusMessage":"OK","raw":["Content-Type","Content-Length","Cache-Control","max-age=",' +
@@ -91,7 +98,7 @@ export function decodeRecord(buf: Buffer): DecodedRecord {
   const metaLength = buf.readUInt32LE(48);
   if (RECORD_HEADER + metaLength > buf.length) throw new CorruptRecordError('record metadata length out of range');
   const stored = buf.subarray(RECORD_HEADER, RECORD_HEADER + metaLength);
-  const meta = flags & FLAG_DEFLATED ? zlib.inflateRawSync(stored, { dictionary: META_DICTIONARY }) : stored;
+  const meta = flags & FLAG_DEFLATED ? zlib.inflateRawSync(stored, { dictionary: META_DICTIONARY, chunkSize: INFLATE_CHUNK }) : stored;
   return {
     hash: buf.toString('hex', 16, 48),
     meta,
@@ -210,12 +217,13 @@ export class Packs {
    * Reads a record with one synchronous pread: a lookup's record (at most INLINE_MAX and its
    * metadata) is almost always in the page cache, where that takes a few microseconds, against a
    * round trip through libuv's thread pool (two thread switches and a futex) for the same copy.
-   * A record not in the page cache blocks the event loop for one disk read.
+   * A record not in the page cache blocks the event loop for one disk read. `into`: a buffer to
+   * read into (its start is returned) when it is large enough, instead of a new one.
    */
-  readNow(pack: number, offset: number, length: number): Buffer {
+  readNow(pack: number, offset: number, length: number, into?: Buffer): Buffer {
     const f = this.files.get(pack);
     if (!f) throw new CorruptRecordError(`pack ${pack} is missing`);
-    const buf = Buffer.allocUnsafe(length);
+    const buf = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
     let got = 0;
     while (got < length) {
       const bytesRead = fs.readSync(f.fd, buf, got, length - got, offset + got);
