@@ -76,6 +76,10 @@ export function freeDiskBytes(dir: string): number | null {
 /** The notices of a disk tier whose index is in. */
 export function reportOpened(report: CacheReport, disk: EntryStore, dir: string): void {
   const r = disk.report;
+  if (r.afterCrash) {
+    const who = r.staleLockHolder ? ` (process ${r.staleLockHolder} left its lock behind)` : '';
+    report.notice('info', `cache: the previous run on ${dir} did not stop cleanly${who}; what it left half-written is cleared in the background`);
+  }
   if (r.snapshotDamaged) report.notice('warn', `cache: the index snapshot in ${dir} is damaged; the entries it listed are dropped and will be fetched again`);
   if (r.entries || r.migrating) {
     const how = r.fromSnapshot ? (r.journalRecords ? `snapshot and ${r.journalRecords} journal records` : 'snapshot') : `journal of ${r.journalRecords} records`;

@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -267,6 +269,76 @@ test('store: after a crash, a body file whose record was never written is remove
     assert.equal(fs.existsSync(orphan), false, 'the orphan is gone');
     assert.ok((await bodyFrom(second, url(1)))!.equals(bodyOf(url(1), BIG)), 'the live body stays');
     await second.close();
+  }));
+
+/** The pid of a process that ran and is gone. */
+async function deadPid(): Promise<number> {
+  const child = spawn(process.execPath, ['-e', '']);
+  await once(child, 'exit');
+  return child.pid!;
+}
+
+test('store: killed right after a checkpoint (an empty journal), the lock it left says so, and its orphan body file is removed', () =>
+  withStore(async (dir) => {
+    const first = await EntryStore.open(dir, { maxBytes: 1e9 });
+    await putBody(first, url(1), bodyOf(url(1), BIG));
+    await first.close();
+    // The state a SIGKILL leaves after a checkpoint, between moving a new body into place and
+    // writing its record: snapshot, empty journal, the body file, and the lock.
+    const [bodyFile] = filesUnder(path.join(dir, 'store', 'bodies'));
+    const orphan = path.join(path.dirname(bodyFile), (999_999).toString(36));
+    fs.copyFileSync(bodyFile, orphan);
+    const killed = await deadPid();
+    fs.writeFileSync(path.join(dir, 'store', 'lock'), String(killed));
+    const second = await EntryStore.open(dir, { maxBytes: 1e9 });
+    assert.equal(second.report.journalRecords, 0, 'nothing in the journal to tell of the crash');
+    assert.equal(second.report.afterCrash, true);
+    assert.equal(second.report.staleLockHolder, killed);
+    await second.whenIdle();
+    assert.equal(fs.existsSync(orphan), false, 'the orphan is gone');
+    assert.ok((await bodyFrom(second, url(1)))!.equals(bodyOf(url(1), BIG)), 'the live body stays');
+    await second.close();
+    const third = await EntryStore.open(dir, { maxBytes: 1e9 });
+    assert.equal(third.report.afterCrash, false, 'a clean close leaves no lock');
+    await third.close();
+  }));
+
+test('store: a lock whose pid now belongs to another process (started later), or to a killed holder not yet reaped, is taken over; a live holder keeps it', () =>
+  withStore(async (dir) => {
+    const holder = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)']);
+    await once(holder, 'spawn');
+    try {
+      const stat = fs.readFileSync(`/proc/${holder.pid}/stat`, 'utf8');
+      const started = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+      fs.mkdirSync(path.join(dir, 'store'), { recursive: true });
+      const lock = path.join(dir, 'store', 'lock');
+      fs.writeFileSync(lock, `${holder.pid} ${started}`);
+      await assert.rejects(EntryStore.open(dir, { maxBytes: 1e9 }), new RegExp(`in use by process ${holder.pid}`));
+      // The same pid, but the lock's writer started at another time: a reused pid, not the holder.
+      fs.writeFileSync(lock, `${holder.pid} ${Number(started) - 1}`);
+      const store = await EntryStore.open(dir, { maxBytes: 1e9 });
+      assert.equal(store.report.afterCrash, true);
+      assert.equal(store.report.staleLockHolder, holder.pid);
+      assert.match(fs.readFileSync(lock, 'utf8'), new RegExp(`^${process.pid} \\d+$`), 'the lock names this process and its start');
+      await store.close();
+      // A holder killed but not yet reaped by its parent (a zombie) holds nothing: here a child
+      // of `sleep`, which never reaps.
+      const parent = spawn('sh', ['-c', 'sleep 0.2 & echo $!; exec sleep 60']);
+      try {
+        const [line] = (await once(parent.stdout!, 'data')) as [Buffer];
+        const zombie = Number(line.toString().trim());
+        let zstat = '';
+        while (!/^\S+ \(sleep\) Z /.test((zstat = fs.readFileSync(`/proc/${zombie}/stat`, 'utf8')))) await new Promise((resolve) => setTimeout(resolve, 10));
+        fs.writeFileSync(lock, `${zombie} ${zstat.slice(zstat.lastIndexOf(')') + 2).split(' ')[19]}`);
+        const again = await EntryStore.open(dir, { maxBytes: 1e9 });
+        assert.equal(again.report.staleLockHolder, zombie, 'the zombie\'s lock is taken over');
+        await again.close();
+      } finally {
+        parent.kill();
+      }
+    } finally {
+      holder.kill();
+    }
   }));
 
 test('store: while the index loads in the background, lookups, writes and removals wait for it; nothing is missed or lost', () =>

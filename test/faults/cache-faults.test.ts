@@ -199,8 +199,11 @@ test('a second proxy on the same cache directory does not write into it: one war
     assert.equal(warnings(second, new RegExp(`cannot write to .*in use by process ${first.pid}`)), 1, second.stderr());
     first.proc.kill('SIGKILL');
     await first.exited;
-    third = await spawnProxy(['--cache-dir', dir, '--log-level', 'warn']);
+    third = await spawnProxy(['--cache-dir', dir, '--log-level', 'info']);
     assert.match((await fetchVia(third.port, origin.url + '/s/first')).cacheStatus, /\bhit\b/, 'the killed holder\'s entries are served: its lock was taken over');
+    const told = new RegExp(`did not stop cleanly \\(process ${first.pid} left its lock behind\\)`);
+    // Said once the index is in, a log batch later: wait for the line (the test's timeout bounds it).
+    while (!told.test(third.stdout())) await new Promise((resolve) => setTimeout(resolve, 20));
     assert.equal(warnings(third, /cannot write to/), 0, third.stderr());
   } finally {
     await first.stop();

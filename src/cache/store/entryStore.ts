@@ -9,7 +9,7 @@ export { hashKey } from './keyIndex';
 import { CorruptRecordError, decodeRecord, encodeRecord, packTargetFor, Packs } from './packs';
 import { INLINE_MAX, StoreWriter } from './writer';
 import { VerifiedFiles } from './verified';
-import { lockStore, unlockStore } from './lock';
+import { lockStore, unlockStore, type LockTaken } from './lock';
 import { LegacyMigration } from './migrate';
 import { BodyFiles } from './bodyFiles';
 import { StoreUpkeep } from './upkeep';
@@ -64,8 +64,13 @@ export interface OpenReport {
   fromSnapshot: boolean;
   journalRecords: number;
   ms: number;
-  /** The previous run did not stop cleanly (journal records after the last snapshot). */
+  /**
+   * The previous run did not stop cleanly: it left its lock behind, or journal records after
+   * the last snapshot (a crash right after a checkpoint leaves an empty journal, not the lock).
+   */
   afterCrash: boolean;
+  /** The pid of the process that left its lock behind, where the lock said. */
+  staleLockHolder: number | null;
   /** An old-layout cache is being migrated in the background. */
   migrating: boolean;
   /** The index snapshot was unreadable: the entries it listed are lost (their packs are reclaimed). */
@@ -120,6 +125,7 @@ export class EntryStore {
     readonly dir: string,
     private options: StoreOptions,
     started: number,
+    private readonly lock: LockTaken,
   ) {
     this.storeDir = path.join(dir, 'store');
     this.tmpDir = path.join(dir, 'tmp');
@@ -157,7 +163,7 @@ export class EntryStore {
     const storeDir = path.join(root, 'store');
     const tmpDir = path.join(root, 'tmp');
     for (const d of [storeDir, tmpDir, path.join(storeDir, 'packs'), path.join(storeDir, 'bodies')]) await fsp.mkdir(d, { recursive: true, mode: DIR_MODE });
-    lockStore(storeDir);
+    const lock = lockStore(storeDir);
     try {
       // Before any writer of this run puts a file there.
       for (const name of await fsp.readdir(tmpDir)) await fsp.unlink(path.join(tmpDir, name)).catch(() => {});
@@ -165,14 +171,14 @@ export class EntryStore {
       unlockStore(storeDir);
       throw err;
     }
-    return new EntryStore(root, options, started);
+    return new EntryStore(root, options, started, lock);
   }
 
   /** The index, from the snapshot and journals, then the packs; then the background work of a start. */
   private async load(started: number): Promise<void> {
     try {
       const { journal, loaded } = await IndexJournal.load(this.storeDir);
-      const afterCrash = loaded.journalRecords > 0;
+      const afterCrash = this.lock.stale || loaded.journalRecords > 0;
       let packs: Packs;
       try {
         packs = Packs.open(path.join(this.storeDir, 'packs'), this.options.packBytes ?? packTargetFor(this.options.maxBytes), afterCrash);
@@ -201,6 +207,7 @@ export class EntryStore {
         journalRecords: loaded.journalRecords,
         ms: performance.now() - started,
         afterCrash,
+        staleLockHolder: this.lock.holder,
         migrating: this.migration !== null,
         snapshotDamaged: loaded.snapshotDamaged,
       };
