@@ -5,6 +5,7 @@
 // idle and after a request for every entry, fresh hits/s with wrk over 100 entries and over all
 // (BENCH_CLI=0 skips it; BENCH_CLI_ARGS adds flags). Run after `npm run build && npm run compile-tests`:
 //   node scripts/bench-cache-startup.cjs [entries] [dir] [writes before each SIGKILL, default 2000]
+// (records in the compact form the cache writes; BENCH_META_FORM=json: the JSON form of earlier versions)
 // With a dir, the store is kept (and reused when it already holds the entries), e.g. for
 //   node dist/cli.js --cache-dir DIR --quiet --port P    (the proxy on that store)
 // Figures: docs/BENCHMARKS.md, "A million entries".
@@ -17,6 +18,10 @@ const CachePolicy = require('http-cache-semantics');
 const root = path.resolve(__dirname, '..');
 const STORE = path.join(root, 'out/src/cache/store/entryStore.js');
 const { EntryStore, hashKey } = require(STORE);
+const { storedMeta } = require(path.join(root, 'out/src/cache/storedEntry.js'));
+const { loadMeta } = require(path.join(root, 'out/src/cache/entry.js'));
+/** BENCH_META_FORM=json: records in the JSON form that versions before the compact form wrote (the cache reads both). */
+const jsonForm = process.env.BENCH_META_FORM === 'json';
 
 const n = Number(process.argv[2] ?? 100_000);
 const keep = process.argv[3];
@@ -33,12 +38,13 @@ function metaFor(i) {
   const headers = { 'content-type': 'application/octet-stream', 'content-length': '1024', 'cache-control': 'max-age=86400', date: new Date().toUTCString() };
   const policy = new CachePolicy({ url, method: 'GET', headers: { host: '127.0.0.1:9' } }, { status: 200, headers });
   const now = Date.now();
-  return {
-    v: 1, key, hash: hashKey(key), url, status: 200, size: 1024, digest: '', storedAt: now, freshUntil: now + 86_400_000, hits: 0,
-    contentType: 'application/octet-stream', vary: null, statusMessage: 'OK',
-    raw: ['Content-Type', 'application/octet-stream', 'Content-Length', '1024', 'Cache-Control', 'max-age=86400', 'Date', headers.date, 'Via', '1.1 caching-proxy'],
-    policy: policy.toObject(),
+  const record = {
+    key, hash: hashKey(key), url, status: 200, size: 1024, digest: '', storedAt: now, freshUntil: now + 86_400_000, hits: 0,
+    contentType: 'application/octet-stream', vary: null,
   };
+  const raw = ['Content-Type', 'application/octet-stream', 'Content-Length', '1024', 'Cache-Control', 'max-age=86400', 'Date', headers.date, 'Via', '1.1 caching-proxy'];
+  if (!jsonForm) return storedMeta(record, loadMeta(policy, 'OK', raw, { host: '127.0.0.1:9' }));
+  return { ...record, v: 1, statusMessage: 'OK', raw, policy: policy.toObject() };
 }
 
 async function populate() {

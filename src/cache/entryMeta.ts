@@ -19,8 +19,12 @@ export interface IndexRecord {
   vary: string[] | null;
 }
 
-/** The metadata file beside each body: everything needed to answer from the entry. */
-export interface EntryMeta extends IndexRecord {
+/**
+ * The JSON form of an entry's metadata (v1): every record written before the compact form, vary
+ * markers, and the old layout's .meta files beside each body. Still read, and still written for
+ * markers and for metadata the compact form cannot hold.
+ */
+export interface JsonEntryMeta extends IndexRecord {
   v: 1;
   /** Written before digests had a kind: the body's SHA-256, read as `digest`. */
   sha256?: string;
@@ -32,6 +36,30 @@ export interface EntryMeta extends IndexRecord {
   marker?: boolean;
   variants?: string[];
 }
+
+/**
+ * The compact form of a response's metadata (v2, store/compactMeta.ts): what a fresh hit needs
+ * worked out when it was stored (so a load builds no policy), the stored fields as one block of
+ * lines, the policy as its JSON text, parsed only when something asks for it (LoadedMeta).
+ */
+export interface CompactEntryMeta extends IndexRecord {
+  v: 2;
+  statusMessage: string;
+  /** The stored fields as sent on a hit, `Name: value\r\n` each (see headBlock). */
+  head: string;
+  /** JSON of http-cache-semantics' toObject(). */
+  policyText: string;
+  /** See LoadedMeta. */
+  fastOk: boolean;
+  mustRevalidate: boolean;
+  neverStale: boolean;
+  ageZeroAt: number;
+  marker?: undefined;
+  variants?: undefined;
+}
+
+/** An entry's metadata as the disk tier stores it, in either form. */
+export type EntryMeta = JsonEntryMeta | CompactEntryMeta;
 
 export class CorruptEntryError extends Error {
   constructor(readonly reason: string) {

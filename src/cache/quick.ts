@@ -42,7 +42,7 @@ export function cacheQuickLane(store: Store, report: CacheReport, marks: HitForM
       const headOnly = request.method === 'HEAD';
       return (
         reusedAnswer(meta.quick, now, headOnly) ??
-        serialisedAnswer(meta.quick, { status: entry.status, statusMessage: meta.statusMessage, raw: meta.raw, body: entry.body! }, headOnly, now, ageAt(meta, now), hitStatus(Math.round((entry.freshUntil - now) / 1000), meta.rule))
+        serialisedAnswer(meta.quick, { status: entry.status, fields: meta, body: entry.body! }, headOnly, now, ageAt(meta, now), hitStatus(Math.round((entry.freshUntil - now) / 1000), meta.rule))
       );
     },
     forwarding(request) {

@@ -5,7 +5,7 @@ import type { CacheAction } from '../core/events';
 import { bodyDigestOf } from './digest';
 import { CorruptEntryError, type EntryMeta, type IndexRecord } from './entryMeta';
 import { loadMeta, type Entry, type LoadedMeta } from './entry';
-import { entryFromStored, storedMeta, summaryEntry, toRecord } from './storedEntry';
+import { compactLoaded, entryFromStored, storedMeta, summaryEntry } from './storedEntry';
 import type { CacheReport } from './report';
 import { plainKey, variantKey } from './rules';
 import { EntryStore, hashKey } from './store/entryStore';
@@ -271,6 +271,7 @@ export class Store {
    */
   async insertNew(n: NewEntry): Promise<Entry | 'disk-error' | 'no-capacity' | 'closed'> {
     const { record, body, file } = n;
+    let loadedMeta = loadMeta(n.policy, n.statusMessage, n.raw, n.requestHeaders);
     if (this.closed) {
       file?.abort();
       return 'closed';
@@ -281,12 +282,14 @@ export class Store {
         file.abort();
         return 'no-capacity';
       }
-      const meta = storedMeta(record, n.statusMessage, n.raw, n.policy);
+      const meta = storedMeta(record, loadedMeta);
       try {
         if (record.vary) await this.markers.addVariant(record.url, record.vary, record.key);
         await this.disk.commit(file, meta);
         record.digest = meta.digest;
         onDisk = true;
+        // In memory as it would be loaded from its record: two strings, not the policy's objects.
+        if (meta.v === 2) loadedMeta = compactLoaded(meta);
       } catch (err) {
         // Kept in memory only, while it fits there.
         this.warnDisk(err);
@@ -298,7 +301,7 @@ export class Store {
     if (!record.digest && body) record.digest = bodyDigestOf(body);
     const entry: Entry = {
       ...record,
-      meta: loadMeta(n.policy, n.statusMessage, n.raw, n.requestHeaders),
+      meta: loadedMeta,
       body: body && (!onDisk || record.size <= this.share) ? body : null,
       onDisk,
       diskId: -1,
@@ -312,7 +315,7 @@ export class Store {
   /** Writes an entry's changed metadata (after a 304). */
   saveMeta(entry: Entry): void {
     if (!this.disk || !entry.meta) return;
-    const full = storedMeta(toRecord(entry), entry.meta.statusMessage, entry.meta.raw, entry.meta.policy);
+    const full = storedMeta(entry, entry.meta);
     this.track(this.disk.writeMeta(full).catch((err) => this.warnDisk(err)));
   }
 

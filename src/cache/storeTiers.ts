@@ -7,11 +7,15 @@ import type { EntryStore } from './store/entryStore';
 
 export const MiB = 1024 * 1024;
 /**
- * What a loaded entry's metadata costs in memory, on top of a body it holds: measured 2.0 KB of
- * live heap for a 1 KiB response loaded from disk (record fields, two policy objects' header
- * objects, the stored fields), about 2.3 KB once its quick answer's fixed part is built, and
- * the body's Buffer object. Session 5 counted 6 KiB (the heap's slack as well), so a memory
- * tier the bench sized for 100,000 entries held 75,000 of them and read the rest from disk.
+ * What a loaded entry's metadata costs in memory, on top of a body it holds. Session 6 measured
+ * 2.0 KB of live heap for a 1 KiB response loaded from a JSON record (record fields, two policy
+ * objects' header objects, the stored fields), about 2.3 KB once its quick answer's fixed part
+ * is built, and the body's Buffer object; session 5 had counted 6 KiB (the heap's slack as
+ * well), so a memory tier the bench sized for 100,000 entries held 75,000 of them. An entry read
+ * from a compact record (store/compactMeta.ts) holds its fields and policy as two strings: the
+ * proxy's heap per loaded entry (the LRU's, the disk index's and the vary markers' share
+ * included) went from 3.2 to 2.3 KB in session 9. Not lowered: the margin is what keeps the RSS
+ * of a million-entry proxy under its target (docs/BENCHMARKS.md, "A million entries").
  */
 const LOADED_META_BYTES = 3072;
 /** The size limit never takes more than this share of the disk's free space (plus what the store holds). */

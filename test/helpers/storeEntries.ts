@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import type { EntryMeta } from '../../src/cache/entryMeta';
+import type { EntryMeta, JsonEntryMeta } from '../../src/cache/entryMeta';
+import { rawOf } from '../../src/cache/store/compactMeta';
 import { IndexJournal } from '../../src/cache/store/journal';
 import { hashHalves } from '../../src/cache/store/keyIndex';
 
@@ -20,8 +21,13 @@ export function crc(data: Buffer | string): string {
   return `crc32:${zlib.crc32(data).toString(16).padStart(8, '0')}`;
 }
 
+/** The stored fields of either form of metadata. */
+export function rawFields(meta: EntryMeta): string[] {
+  return meta.v === 2 ? rawOf(meta.head) : meta.raw;
+}
+
 /** Metadata shaped like what the cache stores (a policy object http-cache-semantics can read). */
-export function metaFor(url: string, body: Buffer): EntryMeta {
+export function metaFor(url: string, body: Buffer): JsonEntryMeta {
   const key = 'GET ' + url;
   const now = Date.now();
   return {
@@ -54,7 +60,7 @@ export function metaFor(url: string, body: Buffer): EntryMeta {
       a: true,
       reqh: { host: new URL(url).host },
       reqcc: {},
-    } as unknown as EntryMeta['policy'],
+    } as unknown as JsonEntryMeta['policy'],
   };
 }
 
@@ -62,7 +68,7 @@ export function metaFor(url: string, body: Buffer): EntryMeta {
  * Writes an entry in the layout caches had before the store (entries/<hh>/<hash>.body and
  * .meta with its digest line), as the previous version of the proxy left it.
  */
-export function writeLegacyEntry(dir: string, url: string, body: Buffer): EntryMeta {
+export function writeLegacyEntry(dir: string, url: string, body: Buffer): JsonEntryMeta {
   const meta = metaFor(url, body);
   const bucket = path.join(dir, 'entries', meta.hash.slice(0, 2));
   fs.mkdirSync(bucket, { recursive: true, mode: 0o700 });
@@ -73,7 +79,7 @@ export function writeLegacyEntry(dir: string, url: string, body: Buffer): EntryM
 }
 
 /** The old clean-shutdown index: rows oldest first. */
-export function writeLegacyIndex(dir: string, metas: EntryMeta[]): void {
+export function writeLegacyIndex(dir: string, metas: JsonEntryMeta[]): void {
   const rows = metas.map((m) => [m.key, m.url, m.status, m.size, m.digest, m.storedAt, m.freshUntil, m.hits, m.contentType ?? null, m.vary]);
   fs.writeFileSync(path.join(dir, 'index.json'), JSON.stringify({ v: 2, rows }), { mode: 0o600 });
 }

@@ -6,7 +6,8 @@ import { CorruptEntryError, type EntryMeta } from '../entryMeta';
 import { IndexJournal, Op } from './journal';
 import { hashHalves, KeyIndex, type Location } from './keyIndex';
 export { hashKey } from './keyIndex';
-import { CorruptRecordError, decodeRecord, encodeRecord, packTargetFor, Packs } from './packs';
+import { CorruptRecordError, decodeRecord, encodeRecord, packTargetFor, Packs, type DecodedRecord } from './packs';
+import { decodeCompact, encodeCompact } from './compactMeta';
 import { INLINE_MAX, StoreWriter } from './writer';
 import { VerifiedFiles } from './verified';
 import { lockStore, unlockStore, type LockTaken } from './lock';
@@ -75,6 +76,16 @@ export interface OpenReport {
   migrating: boolean;
   /** The index snapshot was unreadable: the entries it listed are lost (their packs are reclaimed). */
   snapshotDamaged: boolean;
+}
+
+/** A record's metadata, in whichever form it was written; throws if it does not parse. */
+function metaOf(decoded: DecodedRecord): EntryMeta {
+  return decoded.compact ? decodeCompact(decoded.meta, decoded.hash) : (JSON.parse(decoded.meta.toString('utf8')) as EntryMeta);
+}
+
+/** A record for metadata: the compact form for a response's (v2), JSON for the rest (v1, vary markers). */
+function recordOf(meta: EntryMeta, inline: Buffer | null): Buffer {
+  return encodeRecord(meta.hash, meta.v === 2 ? encodeCompact(meta) : JSON.stringify(meta), inline);
 }
 
 function prefixOf(h0: number, h1: number): string {
@@ -331,7 +342,7 @@ export class EntryStore {
     }
     let meta: EntryMeta;
     try {
-      meta = JSON.parse(decoded.meta.toString('utf8')) as EntryMeta;
+      meta = metaOf(decoded);
     } catch {
       this.dropIfAt(h0, h1, loc);
       throw new CorruptEntryError('metadata unreadable');
@@ -357,7 +368,7 @@ export class EntryStore {
       const loc = this.index.location(id);
       const decoded = decodeRecord(this.packs.readNow(loc.pack, loc.offset, loc.length, this.scratch));
       if (decoded.hash !== hash) return undefined;
-      const meta = JSON.parse(decoded.meta.toString('utf8')) as EntryMeta;
+      const meta = metaOf(decoded);
       if (meta.hash !== hash || (decoded.body !== null && decoded.body.length !== meta.size)) return undefined;
       return { meta, body: decoded.body && ownCopy(decoded.body), owned: true };
     } catch {
@@ -458,7 +469,7 @@ export class EntryStore {
     if (!(await this.usable()) || this.closed) throw new Error('the cache store is closed');
     const inline = body !== null && body.length <= INLINE_MAX ? body : null;
     if (!inline && bodyFile === null) throw new Error('a body larger than INLINE_MAX needs its file');
-    const record = encodeRecord(meta.hash, JSON.stringify(meta), inline);
+    const record = recordOf(meta, inline);
     const loc = this.packs.reserve(record.length);
     await this.writeEntry(meta, inline, bodyFile, link, record, loc, asOldest);
   }
@@ -588,7 +599,7 @@ export class EntryStore {
       const loc = this.index.location(id);
       try {
         const decoded = decodeRecord(await this.packs.read(loc.pack, loc.offset, loc.length));
-        yield JSON.parse(decoded.meta.toString('utf8')) as EntryMeta;
+        yield metaOf(decoded);
       } catch {
         this.dropIfAt(h0, h1, loc);
       }

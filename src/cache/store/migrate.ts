@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { bodyMatches, fileMatches } from '../digest';
-import { CorruptEntryError, type EntryMeta } from '../entryMeta';
+import { CorruptEntryError, type JsonEntryMeta } from '../entryMeta';
 import { INLINE_MAX } from './writer';
 import type { EntryStore } from './entryStore';
 import { hashKey } from './keyIndex';
@@ -58,7 +58,7 @@ export class LegacyMigration {
   }
 
   private async migrate(hash: string, asOldest: boolean): Promise<void> {
-    let meta: EntryMeta | null = null;
+    let meta: JsonEntryMeta | null = null;
     try {
       meta = await readLegacyMeta(this.metaPath(hash), hash);
     } catch {
@@ -144,12 +144,12 @@ export class LegacyMigration {
 }
 
 /** An old metadata file, checked by its digest line (files from before that line are one JSON text). */
-export async function readLegacyMeta(file: string, hash: string): Promise<EntryMeta> {
+export async function readLegacyMeta(file: string, hash: string): Promise<JsonEntryMeta> {
   const text = await fsp.readFile(file, 'utf8');
   const lineEnd = text.lastIndexOf('\n');
   const json = lineEnd < 0 ? text : text.slice(0, lineEnd);
   if (lineEnd >= 0 && !bodyMatches(Buffer.from(json), text.slice(lineEnd + 1))) throw new CorruptEntryError('metadata digest mismatch');
-  const meta = JSON.parse(json) as EntryMeta;
+  const meta = JSON.parse(json) as JsonEntryMeta;
   if (meta.digest === undefined && typeof meta.sha256 === 'string') {
     meta.digest = meta.sha256;
     delete meta.sha256;

@@ -12,8 +12,9 @@ import * as zlib from 'node:zlib';
  * copied to the active pack and the file is deleted.
  *
  * Record: magic u32 | length u32 | crc32 u32 (of everything after it) | flags u32 |
- * key hash (32 bytes) | metadata length u32 | metadata (JSON, deflated with a shared
- * dictionary) | inline body.
+ * key hash (32 bytes) | metadata length u32 | metadata (deflated with a shared dictionary:
+ * JSON, or with FLAG_COMPACT the compact form of compactMeta.ts and its own dictionary) |
+ * inline body.
  */
 
 const RECORD_MAGIC = 0x31525043; // "CPR1"
@@ -36,6 +37,8 @@ const FILE_MODE = 0o600;
 const COMPACT_BELOW = 0.7;
 const FLAG_DEFLATED = 1;
 export const FLAG_BODY_FILE = 2;
+/** The metadata is the compact form (compactMeta.ts), deflated with COMPACT_DICTIONARY. */
+const FLAG_COMPACT = 4;
 
 type Crc32 = (data: Uint8Array, value?: number) => number;
 const crc32 = (zlib as unknown as { crc32: Crc32 }).crc32;
@@ -64,23 +67,44 @@ const META_DICTIONARY = Buffer.from(
     '"public":true,"immutable":true},"m":"GET","u":"http://","h":"","a":true,"reqh":{"host":""},"reqcc":{}}}',
 );
 
+/**
+ * What the compact form repeats (its stored fields' block and the policy's JSON text): frozen
+ * like META_DICTIONARY, for the same reason.
+ */
+const COMPACT_DICTIONARY = Buffer.from(
+  'GET http://crc32:application/octet-streamOK' +
+    'Content-Type: application/octet-stream\r\nContent-Length: \r\nCache-Control: public, max-age=\r\nETag: "\r\nLast-Modified: \r\n' +
+    'Expires: \r\nVary: Accept-Encoding\r\nContent-Encoding: gzip\r\nServer: \r\nAccept-Ranges: bytes\r\nConnection: keep-alive\r\n' +
+    'Content-Type: application/json\r\nContent-Type: application/vnd.npm.install-v1+json\r\nContent-Type: text/html; charset=utf-8\r\n' +
+    'Content-Type: application/x-tar\r\nContent-Type: application/gzip\r\nContent-Type: text/plain\r\nCache-Control: max-age=\r\n' +
+    'Date: Mon, Tue, Wed, Thu, Fri, Sat, Sun, Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec 2026 GMT\r\nVia: 1.1 caching-proxy\r\n' +
+    '{"v":1,"t":17,"sh":true,"ch":0.1,"imm":86400000,"st":200,"resh":{"content-type":"application/octet-stream","content-length":"",' +
+    '"cache-control":"public, max-age=","etag":"\\"","last-modified":"","expires":"","vary":"accept-encoding","content-encoding":"gzip",' +
+    '"server":"","accept-ranges":"bytes","connection":"keep-alive","via":"1.1 caching-proxy","date":""},"rescc":{"max-age":"",' +
+    '"public":true,"immutable":true},"m":"GET","u":"http://","h":"127.0.0.1:","a":true,"reqh":null,"reqcc":{}}',
+);
+
 export interface DecodedRecord {
   hash: string;
   meta: Buffer;
+  /** `meta` is the compact form (compactMeta.ts), not JSON. */
+  compact: boolean;
   /** The inline body (a view into the record), or null when the body is in a file of its own. */
   body: Buffer | null;
 }
 
 export class CorruptRecordError extends Error {}
 
-export function encodeRecord(hashHex: string, metaJson: string, body: Buffer | null): Buffer {
-  const meta = zlib.deflateRawSync(Buffer.from(metaJson), { dictionary: META_DICTIONARY, level: 6 });
+/** A record: `meta` JSON text, or (a Buffer) the compact form. */
+export function encodeRecord(hashHex: string, metaForm: string | Buffer, body: Buffer | null): Buffer {
+  const compact = typeof metaForm !== 'string';
+  const meta = zlib.deflateRawSync(compact ? metaForm : Buffer.from(metaForm), { dictionary: compact ? COMPACT_DICTIONARY : META_DICTIONARY, level: 6 });
   const bodyLength = body ? body.length : 0;
   const total = RECORD_HEADER + meta.length + bodyLength;
   const buf = Buffer.allocUnsafe(total);
   buf.writeUInt32LE(RECORD_MAGIC, 0);
   buf.writeUInt32LE(total, 4);
-  buf.writeUInt32LE(FLAG_DEFLATED | (body ? 0 : FLAG_BODY_FILE), 12);
+  buf.writeUInt32LE(FLAG_DEFLATED | (body ? 0 : FLAG_BODY_FILE) | (compact ? FLAG_COMPACT : 0), 12);
   buf.write(hashHex, 16, 32, 'hex');
   buf.writeUInt32LE(meta.length, 48);
   meta.copy(buf, RECORD_HEADER);
@@ -98,10 +122,19 @@ export function decodeRecord(buf: Buffer): DecodedRecord {
   const metaLength = buf.readUInt32LE(48);
   if (RECORD_HEADER + metaLength > buf.length) throw new CorruptRecordError('record metadata length out of range');
   const stored = buf.subarray(RECORD_HEADER, RECORD_HEADER + metaLength);
-  const meta = flags & FLAG_DEFLATED ? zlib.inflateRawSync(stored, { dictionary: META_DICTIONARY, chunkSize: INFLATE_CHUNK }) : stored;
+  const compact = (flags & FLAG_COMPACT) !== 0;
+  let meta = stored;
+  if (flags & FLAG_DEFLATED) {
+    try {
+      meta = zlib.inflateRawSync(stored, { dictionary: compact ? COMPACT_DICTIONARY : META_DICTIONARY, chunkSize: INFLATE_CHUNK });
+    } catch {
+      throw new CorruptRecordError('record metadata does not inflate');
+    }
+  }
   return {
     hash: buf.toString('hex', 16, 48),
     meta,
+    compact,
     body: flags & FLAG_BODY_FILE ? null : buf.subarray(RECORD_HEADER + metaLength),
   };
 }

@@ -25,12 +25,17 @@ export function newQuickMemo(): QuickMemo {
   return { fixed: undefined, dated: false, answer: undefined, second: -1, asked: 0 };
 }
 
+/** A stored response's status message and fields, read once per memo (fixedPart). */
+export interface QuickFields {
+  readonly statusMessage: string;
+  /** The stored fields as sent on a hit, `Name: value\r\n` each (no Age, Date, Cache-Status; framing fields are replaced). */
+  readonly head: string;
+}
+
 /** A stored response as its quick answer needs it. */
 export interface StoredForQuick {
   status: number;
-  statusMessage: string;
-  /** The stored fields as sent on a hit (no Age, Date, Cache-Status; framing fields are replaced). */
-  raw: string[];
+  fields: QuickFields;
   body: Buffer;
 }
 
@@ -78,16 +83,52 @@ export function serialisedAnswer(memo: QuickMemo, stored: StoredForQuick, headOn
 
 /** Status line and stored fields of a quick answer, framed by the stored body's length whatever the origin's framing was. */
 function fixedPart(memo: QuickMemo, stored: StoredForQuick): string {
-  const lines = [`HTTP/1.1 ${stored.status} ${stored.statusMessage || STATUS_CODES[stored.status] || 'Unknown'}\r\n`];
-  const raw = stored.raw;
-  memo.dated = false;
-  for (let i = 0; i < raw.length; i += 2) {
-    const lower = raw[i].toLowerCase();
-    if (lower === 'date') memo.dated = true;
-    if (lower !== 'content-length' && lower !== 'transfer-encoding') lines.push(`${raw[i]}: ${raw[i + 1]}\r\n`);
-  }
-  lines.push(`Content-Length: ${stored.body.length}\r\n`);
+  const statusLine = `HTTP/1.1 ${stored.status} ${stored.fields.statusMessage || STATUS_CODES[stored.status] || 'Unknown'}\r\n`;
+  const head = stored.fields.head;
   // join() gives one flat string (a += chain would be a rope each answer walks).
+  return [statusLine, withoutFraming(memo, head), `Content-Length: ${stored.body.length}\r\n`].join('');
+}
+
+const FRAMING = ['content-length:', 'transfer-encoding:'];
+
+/** Where a field named by `prefix` (lower case, with its colon) starts in a lower-cased block, or -1. */
+function lineStart(lower: string, prefix: string): number {
+  if (lower.startsWith(prefix)) return 0;
+  const at = lower.indexOf('\r\n' + prefix);
+  return at < 0 ? -1 : at + 2;
+}
+
+/** The block without its framing fields; notes in the memo whether it has a Date. */
+function withoutFraming(memo: QuickMemo, head: string): string {
+  let lower = head.toLowerCase();
+  if (lower.length !== head.length) return withoutFramingByLine(memo, head);
+  memo.dated = lineStart(lower, 'date:') >= 0;
+  let out = head;
+  for (const name of FRAMING) {
+    for (let at = lineStart(lower, name); at >= 0; at = lineStart(lower, name)) {
+      const end = lower.indexOf('\r\n', at);
+      const cut = end < 0 ? lower.length : end + 2;
+      out = out.slice(0, at) + out.slice(cut);
+      lower = lower.slice(0, at) + lower.slice(cut);
+    }
+  }
+  return out;
+}
+
+/** withoutFraming, a line at a time (a block whose lower case is not as long: characters beyond Latin-1). */
+function withoutFramingByLine(memo: QuickMemo, head: string): string {
+  const lines: string[] = [];
+  memo.dated = false;
+  let at = 0;
+  while (at < head.length) {
+    let end = head.indexOf('\r\n', at);
+    if (end < 0) end = head.length - 2;
+    const colon = head.indexOf(':', at);
+    const lower = head.slice(at, colon < 0 || colon > end ? end : colon).toLowerCase();
+    if (lower === 'date') memo.dated = true;
+    if (lower !== 'content-length' && lower !== 'transfer-encoding') lines.push(head.slice(at, end + 2));
+    at = end + 2;
+  }
   return lines.join('');
 }
 
