@@ -7,6 +7,7 @@ import type { ProxyConfig } from './config';
 import { ProxyError, type Origin, type UpstreamRequest } from './exchange';
 import { forwardInterim } from './forward';
 import { NoProxyList } from './noProxy';
+import { OriginHttpAgent } from './originReads';
 import { QuickPools } from './quick/connections';
 import { UpstreamTunnelAgent } from './tls/tunnelAgent';
 import { describeCertificateError, upstreamCaList } from './tls/upstreamTrust';
@@ -49,7 +50,7 @@ export class OriginClient implements Origin {
     this.agentOptions = agentOptions;
     const ca = upstreamCaList(config.https?.upstreamCa ?? null);
     this.secureContext = ca === undefined ? undefined : tls.createSecureContext({ ca });
-    this.httpAgent = new http.Agent(agentOptions);
+    this.httpAgent = new OriginHttpAgent(agentOptions);
     // Verified always (rejectUnauthorized is Node's default and never turned off).
     this.httpsAgent = new https.Agent({ ...agentOptions, secureContext: this.secureContext });
     this.upstream = config.upstreamProxy ? new URL(config.upstreamProxy) : null;
