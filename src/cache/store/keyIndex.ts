@@ -1,3 +1,4 @@
+import * as crypto from 'node:crypto';
 import { createHash } from 'node:crypto';
 
 /**
@@ -324,6 +325,12 @@ let lastKey: string | null = null;
 let lastHash = '';
 
 /**
+ * crypto.hash (Node 20.12, 21.7): one call, no Hash object; half the time of createHash for a
+ * key (0.8 against 1.7-2.1 us), once per cold hit. Absent from older runtimes (Electron's too).
+ */
+const oneShotHash = (crypto as { hash?: (algorithm: string, data: string, encoding: 'hex') => string }).hash;
+
+/**
  * The SHA-256 of a cache key (hex): the name the store and the old layout find an entry by.
  * The last one is remembered: a request for a URL that is not in memory asks for its key's hash
  * two or three times in a row (the disk lookup, then whether any variant is stored), and the
@@ -331,7 +338,7 @@ let lastHash = '';
  */
 export function hashKey(key: string): string {
   if (key !== lastKey) {
-    lastHash = createHash('sha256').update(key).digest('hex');
+    lastHash = oneShotHash ? oneShotHash('sha256', key, 'hex') : createHash('sha256').update(key).digest('hex');
     lastKey = key;
   }
   return lastHash;
