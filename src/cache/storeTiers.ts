@@ -14,7 +14,7 @@ export const MiB = 1024 * 1024;
  * well), so a memory tier the bench sized for 100,000 entries held 75,000 of them. An entry read
  * from a compact record (store/compactMeta.ts) holds its fields and policy as two strings: the
  * proxy's heap per loaded entry (the LRU's, the disk index's and the vary markers' share
- * included) went from 3.2 to 2.3 KB in session 9. Not lowered: the margin is what keeps the RSS
+ * included) went from 3.2-3.3 to 2.45 KB in session 9. Not lowered: the margin is what keeps the RSS
  * of a million-entry proxy under its target (docs/BENCHMARKS.md, "A million entries").
  */
 const LOADED_META_BYTES = 3072;
