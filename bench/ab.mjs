@@ -6,15 +6,16 @@
 //   e.g. node bench/ab.mjs /tmp/A/cli.js dist/cli.js /nostore.bin 3 8
 //
 // Both proxies run at once (each with its own cache directory), measured A B A B ...; the load
-// average and each run's µs/req are printed, then the medians.
+// average and each run's µs/req (and its user part) are printed, then the medians, of the total
+// and of user time alone (a user-space change shows there with less of the loopback's noise).
 // ENTRIES=N: each proxy is first given N stored entries (path + 0..N-1) and every run spreads its
 // requests over all of them (the entries phase's hit cost), e.g.
 //   ENTRIES=100000 node bench/ab.mjs /tmp/A/cli.js dist/cli.js '/1k.bin?entry=' 3 8 -- --max-entries 200000 --max-memory-mb 512
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
 import * as os from 'node:os';
 import { join, resolve } from 'node:path';
-import { CLIENT_CPU, CPUS, cpuSeconds, killAllChildren, memory, sleep } from './lib/proc.mjs';
+import { CLIENT_CPU, CLK_TCK, CPUS, killAllChildren, memory, sleep } from './lib/proc.mjs';
 import { populate, wrk } from './lib/client.mjs';
 import { startOrigin, startOurs, warmUntilHit } from './lib/systems.mjs';
 
@@ -49,27 +50,41 @@ try {
     truncateSync(s.logFile, 0);
   }
   const results = { A: [], B: [] };
+  const users = { A: [], B: [] };
   for (let round = 0; round < Number(rounds); round++) {
     for (const s of systems) {
-      const before = cpuSeconds(s.pid);
+      const before = userSys(s.pid);
       const r = await wrk({ dir: work, name: `run-${s.name}`, originPort: origin.port, path, proxyPort: s.port, seconds: Number(seconds), spread });
-      const cpu = cpuSeconds(s.pid) - before;
+      const after = userSys(s.pid);
+      const cpu = after.user + after.sys - before.user - before.sys;
+      const user = ((after.user - before.user) * 1e6) / r.requests;
       await sleep(50);
       const logBytes = statSync(s.logFile).size;
       truncateSync(s.logFile, 0);
       const us = (cpu * 1e6) / r.requests;
       results[s.name].push(us);
-      console.log(`round ${round + 1} ${s.name}: ${Math.round(r.reqPerSec)} req/s, ${us.toFixed(1)} µs/req, errors ${r.errors}, log ${(logBytes / r.requests).toFixed(0)} B/req, load ${os.loadavg()[0].toFixed(2)}`);
+      users[s.name].push(user);
+      console.log(`round ${round + 1} ${s.name}: ${Math.round(r.reqPerSec)} req/s, ${us.toFixed(1)} µs/req (user ${user.toFixed(1)}), errors ${r.errors}, log ${(logBytes / r.requests).toFixed(0)} B/req, load ${os.loadavg()[0].toFixed(2)}`);
     }
   }
   const median = (v) => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)];
   const a = median(results.A);
   const b = median(results.B);
   console.log(`median A ${a.toFixed(1)} µs/req [${results.A.map((x) => x.toFixed(1)).join(', ')}], B ${b.toFixed(1)} µs/req [${results.B.map((x) => x.toFixed(1)).join(', ')}]: B/A ${(b / a).toFixed(3)}`);
+  const ua = median(users.A);
+  const ub = median(users.B);
+  console.log(`user time only: median A ${ua.toFixed(1)} µs/req, B ${ub.toFixed(1)} µs/req: B/A ${(ub / ua).toFixed(3)}`);
   console.log(`RSS A ${Math.round(memory(systems[0].pid).rss / 1048576)} MiB, B ${Math.round(memory(systems[1].pid).rss / 1048576)} MiB`);
   for (const s of systems) await s.stop();
   await origin.stop();
 } finally {
   killAllChildren();
   rmSync(work, { recursive: true, force: true });
+}
+
+/** User and system CPU seconds of a process so far. */
+function userSys(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(fields[11]) / CLK_TCK, sys: Number(fields[12]) / CLK_TCK };
 }

@@ -7,10 +7,11 @@
 //
 // Starts the nginx origin and `node --cpu-prof dist/cli.js` (pinned like the benchmark), warms
 // the cache, runs wrk, stops the proxy (which writes the .cpuprofile), and summarises it.
+// CLI=path/to/cli.js profiles another build; BENCH_KEEP=1 keeps the work directory (and the profile).
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { CLIENT_CPU, CPUS, killAllChildren } from './lib/proc.mjs';
 import { curlTransfer, populate, wrk } from './lib/client.mjs';
 import { startOrigin, startOurs, warmUntilHit } from './lib/systems.mjs';
@@ -40,7 +41,7 @@ chmodSync(work, 0o755);
 const profDir = join(work, 'prof');
 try {
   const origin = await startOrigin(work);
-  const ours = await startOurs(work, 'ours', proxyFlags, null, { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] });
+  const ours = await startOurs(work, 'ours', proxyFlags, null, { cli: process.env.CLI ? resolve(process.env.CLI) : undefined, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] });
   if (large) {
     // Transfers instead of wrk: misses each fetch a new URL; hits repeat one stored URL (from disk).
     if (scenario === 'large-hit') await curlTransfer(`${origin.base}${path}0`, ours.port);
@@ -114,7 +115,7 @@ function summarize(profile, fromUs, toUs) {
     const seen = new Set();
     for (let cur = id; cur !== undefined; cur = parent.get(cur)) {
       const { functionName, url, lineNumber } = byId.get(cur).callFrame;
-      if (!url.endsWith('dist/cli.js')) continue;
+      if (!url.endsWith('cli.js')) continue;
       const key = `${functionName || '(anonymous)'}  dist/cli.js:${lineNumber + 1}`;
       if (seen.has(key)) continue;
       seen.add(key);

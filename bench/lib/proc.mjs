@@ -8,7 +8,7 @@ export const CPUS = os.cpus().length;
 /** The proxy under test runs on CPU 0; wrk, curl, the origin and this runner on CPU 1. */
 export const PROXY_CPU = '0';
 export const CLIENT_CPU = CPUS >= 2 ? '1' : '0';
-const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+export const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
 
 const children = new Set();
 
