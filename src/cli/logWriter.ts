@@ -19,6 +19,11 @@
  * Memory is bounded: once more than `maxBufferedBytes` wait for a slow reader, new batches are
  * dropped (the proxy never waits for its log), and when the reader catches up a line says how
  * many lines were dropped.
+ *
+ * A line costs a string append (its stamp and level are one string, made once a millisecond);
+ * a batch is encoded once, into a Buffer, and the sinks are given that Buffer (sonic-boom's
+ * string mode measured the batch and encoded it twice more: Buffer.byteLength, the write, and
+ * Buffer.from to see what was written).
  */
 import { fstatSync } from 'node:fs';
 import * as net from 'node:net';
@@ -32,11 +37,11 @@ export const DEFAULT_MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 
 /** Where batches go: `write` refuses (returns false) what would exceed the bound, unless `last`. */
 interface Sink {
-  write(batch: string, last?: boolean): boolean;
+  write(batch: Buffer, last?: boolean): boolean;
   /** Resolves once everything accepted has been written, or the sink failed. */
   end(): Promise<void>;
   /** The process is exiting without the event loop: write `batch` now if that keeps the order. */
-  writeNow(batch: string): void;
+  writeNow(batch: Buffer): void;
 }
 
 /** A pipe, socket or terminal, written without blocking. */
@@ -59,7 +64,7 @@ class StreamSink implements Sink {
     });
   }
 
-  write(batch: string, last = false): boolean {
+  write(batch: Buffer, last = false): boolean {
     if (this.failed) return true;
     if (!last && this.stream.writableLength + batch.length > this.maxBuffered) return false;
     this.stream.write(batch);
@@ -85,15 +90,17 @@ class FileSink implements Sink {
   private failed = false;
 
   constructor(fd: number) {
-    this.boom = new SonicBoom({ fd, sync: true });
+    // Buffer mode: the batch is written as it is given (no re-measuring and re-encoding).
+    this.boom = new SonicBoom({ fd, sync: true, contentMode: 'buffer' });
     // A full disk or a closed descriptor: the proxy keeps serving, the lines are lost.
     this.boom.on('error', () => {
       this.failed = true;
     });
   }
 
-  write(batch: string): boolean {
-    if (!this.failed) this.boom.write(batch);
+  write(batch: Buffer): boolean {
+    // In buffer mode sonic-boom takes Buffers (its types name only strings).
+    if (!this.failed) this.boom.write(batch as unknown as string);
     return true;
   }
 
@@ -101,7 +108,7 @@ class FileSink implements Sink {
     return Promise.resolve();
   }
 
-  writeNow(batch: string): void {
+  writeNow(batch: Buffer): void {
     this.write(batch);
   }
 }
@@ -111,8 +118,10 @@ export class LogWriter {
   private timer: NodeJS.Timeout | null = null;
   private dropped = 0;
   private closed = false;
+  /** `HH:MM:SS.mmm level ` of the last line's millisecond and level. */
   private lastMs = 0;
-  private lastStamp = '';
+  private lastLevel = '';
+  private lastPrefix = '';
 
   private constructor(private readonly sink: Sink) {}
 
@@ -132,11 +141,12 @@ export class LogWriter {
   /** One log line, timestamped: `HH:MM:SS.mmm level message`. */
   log(level: string, message: string): void {
     const now = Date.now();
-    if (now !== this.lastMs) {
+    if (now !== this.lastMs || level !== this.lastLevel) {
       this.lastMs = now;
-      this.lastStamp = new Date(now).toISOString().slice(11, 23);
+      this.lastLevel = level;
+      this.lastPrefix = `${new Date(now).toISOString().slice(11, 23)} ${PADDED[level] ?? level.padEnd(5)} `;
     }
-    this.write(`${this.lastStamp} ${PADDED[level] ?? level.padEnd(5)} ${message}\n`);
+    this.write(this.lastPrefix + message + '\n');
   }
 
   /** Text as it is (it ends with a newline). */
@@ -156,7 +166,7 @@ export class LogWriter {
     if (this.pending === '' && this.dropped === 0) return;
     const lines = this.pending;
     this.pending = '';
-    const batch = this.dropped > 0 ? this.droppedNotice() + lines : lines;
+    const batch = Buffer.from(this.dropped > 0 ? this.droppedNotice() + lines : lines, 'utf8');
     if (this.sink.write(batch, last)) this.dropped = 0;
     else this.dropped += countLines(lines);
   }
@@ -181,7 +191,7 @@ export class LogWriter {
   /** For an exit that cannot wait (process.exit elsewhere): what is still batched, if that keeps the order. */
   flushSync(): void {
     if (this.closed || this.pending === '') return;
-    this.sink.writeNow(this.pending);
+    this.sink.writeNow(Buffer.from(this.pending, 'utf8'));
     this.pending = '';
   }
 }

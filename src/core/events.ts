@@ -204,11 +204,8 @@ export function formatEvent(e: ProxyEvent): string {
       return 'stopped';
     case 'request':
       return `#${e.id} → ${e.method} ${e.url} HTTP/${e.httpVersion}`;
-    case 'response': {
-      const cache = e.cache ? ` [${e.cache}]` : '';
-      const aborted = e.aborted ? ' (client aborted)' : '';
-      return `#${e.id} ${e.method} ${e.url} ${e.status}${cache} ${formatBytes(e.bytes)} ${Math.round(e.durationMs)}ms${aborted}`;
-    }
+    case 'response':
+      return formatResponse(e);
     case 'error': {
       const what = e.method && e.url ? `${e.method} ${e.url} ` : '';
       const id = e.id !== undefined ? `#${e.id} ` : '';
@@ -232,6 +229,38 @@ export function formatEvent(e: ProxyEvent): string {
       return `cache ${e.action} ${e.url}${extra ? ` (${extra})` : ''}`;
     }
   }
+}
+
+/**
+ * `#id METHOD url status [cache] size Nms`. Everything between the id and the duration is
+ * remembered for the last response: a run of hits on one URL (within a second, while the ttl
+ * stays the same) formats only the id and the duration, and the line is five strings, not
+ * fifteen, for the log writer's batch to copy out (issue 16: the log line was 15% of a 1 KiB hit).
+ */
+function formatResponse(e: ResponseEvent): string {
+  if (e.aborted) return `#${e.id}${responseMiddle(e)}${Math.round(e.durationMs)}ms (client aborted)`;
+  return `#${e.id}${responseMiddle(e)}${Math.round(e.durationMs)}ms`;
+}
+
+const middle = { method: '', url: '', status: 0, cache: undefined as string | undefined, bytes: -1, text: '', flat: false };
+/** ` METHOD url status [cache] size ` of a response, the last one's remembered. */
+function responseMiddle(e: ResponseEvent): string {
+  const m = middle;
+  if (e.url === m.url && e.status === m.status && e.cache === m.cache && e.bytes === m.bytes && e.method === m.method) {
+    // Asked for twice: made one flat string (a template's result is a tree of pieces every line would copy).
+    if (!m.flat) {
+      m.flat = true;
+      m.text = [' ', e.method, ' ', e.url, ' ', e.status, e.cache ? ` [${e.cache}]` : '', ' ', formatBytes(e.bytes), ' '].join('');
+    }
+    return m.text;
+  }
+  m.method = e.method;
+  m.url = e.url;
+  m.status = e.status;
+  m.cache = e.cache;
+  m.bytes = e.bytes;
+  m.flat = false;
+  return (m.text = ` ${e.method} ${e.url} ${e.status}${e.cache ? ` [${e.cache}]` : ''} ${formatBytes(e.bytes)} `);
 }
 
 let lastBytes = -1;
