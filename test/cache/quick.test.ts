@@ -276,3 +276,99 @@ for (const tier of ['memory', 'disk'] as const) {
     }
   });
 }
+
+/** Waits until the wall clock is just past a whole second (a burst of requests then falls within one second). */
+async function nextSecond(): Promise<void> {
+  await sleep(1000 - (Date.now() % 1000) + 20);
+}
+
+/** `n` requests one after another on `client`: the quick path's answers, each checked to be whole. */
+async function quickHits(client: RawClient, target: string, n: number, body: string): Promise<RawResponse[]> {
+  const answers: RawResponse[] = [];
+  for (let i = 0; i < n; i++) {
+    client.send(get(target));
+    const r = await client.response();
+    assert.equal(r.status, 200);
+    assert.equal(r.body.length, body.length);
+    assert.ok(r.body === body, 'the stored body');
+    assert.match(r.headers['cache-status'], /^caching-proxy; hit; ttl=\d+$/);
+    assert.equal(r.headers['keep-alive'], undefined, 'answered by the quick path');
+    answers.push(r);
+  }
+  return answers;
+}
+
+test('quick path: a hot hit with a large body (written after its head, which is reused within a second) has the Age and ttl of its second', async () => {
+  const body = 'large '.repeat(7000);
+  const origin = await startOrigin((_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/plain', 'Cache-Control': 'max-age=600', 'Content-Length': body.length, ETag: '"v1"' });
+    res.end(body);
+  });
+  await withOriginAndProxy(
+    origin,
+    {},
+    async (o, p) => {
+      const target = `${o.url}/large-hot`;
+      assert.equal((await viaProxy(p.port, target)).text, body);
+      const client = await RawClient.connect(p.port);
+      try {
+        await nextSecond();
+        const first = await quickHits(client, target, 8, body);
+        await nextSecond();
+        const second = await quickHits(client, target, 8, body);
+        const ages = [...first, ...second].map((r) => Number(r.headers.age));
+        for (let i = 1; i < ages.length; i++) assert.ok(ages[i] >= ages[i - 1], `Age never goes back: ${ages}`);
+        assert.ok(Number(second[7].headers.age) >= Number(first[0].headers.age) + 1, `a second later, Age is a second more: ${ages}`);
+        const ttl = (r: RawResponse) => Number(/ttl=(\d+)/.exec(r.headers['cache-status'])![1]);
+        assert.ok(ttl(second[7]) <= ttl(first[0]) - 1, 'and ttl a second less');
+        assert.equal(o.count('/large-hot'), 1);
+      } finally {
+        client.close();
+      }
+    },
+  );
+});
+
+test('quick path: after a 304 updates a stored response, its quick hits (small and large bodies) carry the new fields', async () => {
+  const bodies: Record<string, string> = { '/small-reval': 'small body', '/large-reval': 'large '.repeat(7000) };
+  let version = 1;
+  const origin = await startOrigin((req, res) => {
+    const fields = { 'Content-Type': 'text/plain', 'Cache-Control': version === 1 ? 'max-age=1' : 'max-age=600', ETag: '"same"', 'X-Version': String(version) };
+    if (req.headers['if-none-match'] === '"same"') {
+      res.writeHead(304, fields);
+      res.end();
+      return;
+    }
+    const body = bodies[req.url!];
+    res.writeHead(200, { ...fields, 'Content-Length': body.length });
+    res.end(body);
+  });
+  await withOriginAndProxy(origin, {}, async (o, p) => {
+    const client = await RawClient.connect(p.port);
+    try {
+      for (const [pathname, body] of Object.entries(bodies)) {
+        version = 1;
+        const target = `${o.url}${pathname}`;
+        assert.equal((await viaProxy(p.port, target)).text, body);
+        // Hot: within one second its answer (small) or head (large) is kept.
+        for (const r of await quickHits(client, target, 6, body)) assert.equal(r.headers['x-version'], '1');
+        // Stale after max-age=1: the next request revalidates and the origin's 304 brings new fields.
+        await sleep(2100);
+        version = 2;
+        client.send(get(target));
+        const revalidated = await client.response();
+        assert.equal(revalidated.body, body);
+        assert.match(revalidated.headers['cache-status'], /fwd=stale; fwd-status=304/);
+        assert.equal(revalidated.headers['x-version'], '2');
+        for (const r of await quickHits(client, target, 6, body)) {
+          assert.equal(r.headers['x-version'], '2', 'the updated field');
+          assert.equal(r.headers['cache-control'], 'max-age=600');
+          assert.ok(Number(r.headers.age) <= 1, `Age from the 304, not from the first response: ${r.headers.age}`);
+        }
+        assert.equal(origin.requests.filter((r) => r.url === pathname).length, 2);
+      }
+    } finally {
+      client.close();
+    }
+  });
+});

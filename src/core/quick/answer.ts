@@ -9,7 +9,8 @@ const QUICK_HOT_REQUESTS = 4;
 /**
  * What is kept per stored response for its quick answers: the fixed part of the head (status
  * line, stored fields, Content-Length), built once; and while the response is hot, the whole
- * answer of the current second.
+ * answer of the current second (a small body), or its head (a body written after the head).
+ * A stored response whose fields change (a 304's update) has a new memo.
  */
 export interface QuickMemo {
   fixed: string | undefined;
@@ -17,12 +18,15 @@ export interface QuickMemo {
   dated: boolean;
   /** The answer reused while hot, and how often it was asked for in `second` (Age, ttl and Date change by the second). */
   answer: QuickAnswer | undefined;
+  /** For a body not copied in: the head reused while hot (`second`), and its outcome. */
+  head: Buffer | undefined;
+  outcome: string;
   second: number;
   asked: number;
 }
 
 export function newQuickMemo(): QuickMemo {
-  return { fixed: undefined, dated: false, answer: undefined, second: -1, asked: 0 };
+  return { fixed: undefined, dated: false, answer: undefined, head: undefined, outcome: '', second: -1, asked: 0 };
 }
 
 /** A stored response's status message and fields, read once per memo (fixedPart). */
@@ -44,16 +48,22 @@ export interface StoredForQuick {
  * it), else null; counts the request either way. Only then: an answer kept any longer than a
  * young-generation cycle is promoted, and with 100,000 entries each asked for now and then,
  * keeping every answer for its second filled the old generation and brought 70 ms collections.
+ * `status` and `body`: the stored response's (a kept head is written with the body; the memo
+ * holds no body, which the memory tier may let go).
  */
-export function reusedAnswer(memo: QuickMemo, now: number, headOnly: boolean): QuickAnswer | null {
+export function reusedAnswer(memo: QuickMemo, now: number, headOnly: boolean, status: number, body: Buffer): QuickAnswer | null {
   const second = Math.floor(now / 1000);
   if (memo.second === second) {
-    if (!headOnly && memo.answer !== undefined) return memo.answer;
+    if (!headOnly) {
+      if (memo.answer !== undefined) return memo.answer;
+      if (memo.head !== undefined) return { status, head: memo.head, body, bodyLength: body.length, outcome: memo.outcome };
+    }
     memo.asked++;
   } else {
     memo.second = second;
     memo.asked = 1;
     memo.answer = undefined;
+    memo.head = undefined;
   }
   return null;
 }
@@ -76,8 +86,14 @@ export function serialisedAnswer(memo: QuickMemo, stored: StoredForQuick, headOn
   head.write(perRequest, fixed.length, 'latin1');
   if (copyBody) body.copy(head, headLength);
   const answer: QuickAnswer = { status: stored.status, head, body: headOnly || copyBody ? null : body, bodyLength: headOnly ? 0 : body.length, outcome };
-  // Only a copied-in body: the kept answer then holds no buffer the memory tier may let go.
-  if (copyBody && memo.asked >= QUICK_HOT_REQUESTS) memo.answer = answer;
+  if (memo.asked >= QUICK_HOT_REQUESTS && !headOnly) {
+    // A copied-in body is the answer's own; a larger one is the entry's, so only the head is kept.
+    if (copyBody) memo.answer = answer;
+    else {
+      memo.head = head;
+      memo.outcome = outcome;
+    }
+  }
   return answer;
 }
 
