@@ -33,8 +33,28 @@ export function parserCopiesBodies(binding = nodeHttpParser()): boolean {
   }
 }
 
-const COPIES = parserCopiesBodies();
+// Found on first use, not at load: quick/originConnection.ts (the parser's loader) imports this module too.
+let copies: boolean | undefined;
+const parserCopies = (): boolean => (copies ??= parserCopiesBodies());
 let shared: Buffer | null = null;
+
+/**
+ * net's `onread` option for an origin socket whose every read `consume` parses at once (it must
+ * keep no reference to the bytes it is given), or undefined where the parser does not copy
+ * bodies out (the socket then reads as Node's do). The quick pass-through's connections use it
+ * as the agent below does.
+ */
+export function sharedReads(consume: (bytes: Buffer) => void): net.OnReadOpts | undefined {
+  if (!parserCopies()) return undefined;
+  shared ??= Buffer.allocUnsafeSlow(ORIGIN_READ_BYTES);
+  return {
+    buffer: shared,
+    callback: (nread: number, buf: Uint8Array): boolean => {
+      consume(Buffer.from(buf.buffer, buf.byteOffset, nread));
+      return true;
+    },
+  };
+}
 
 /**
  * The http.Agent for plain-HTTP origins: its sockets read into one buffer the whole process
@@ -50,26 +70,19 @@ let shared: Buffer | null = null;
  * does not reuse such a connection either).
  */
 export class OriginHttpAgent extends http.Agent {
-  static readonly sharesReads = COPIES;
+  static get sharesReads(): boolean {
+    return parserCopies();
+  }
 
   // Node's agent takes the socket returned (its callback would be a 'connect' listener to net).
   override createConnection(options: http.ClientRequestArgs): net.Socket {
-    if (!COPIES) return net.createConnection(options as net.NetConnectOpts);
-    shared ??= Buffer.allocUnsafeSlow(ORIGIN_READ_BYTES);
     let socket: net.Socket | null = null;
-    const onread = {
-      buffer: shared,
-      callback: (nread: number, buf: Uint8Array): boolean => {
-        const s = socket!;
-        if (s.listenerCount('data') === 0) {
-          s.destroy();
-          return false;
-        }
-        s.emit('data', Buffer.from(buf.buffer, buf.byteOffset, nread));
-        return true;
-      },
-    };
-    socket = net.createConnection({ ...options, onread } as net.NetConnectOpts);
+    const onread = sharedReads((bytes) => {
+      const s = socket!;
+      if (s.listenerCount('data') === 0) s.destroy();
+      else s.emit('data', bytes);
+    });
+    socket = net.createConnection((onread ? { ...options, onread } : options) as net.NetConnectOpts);
     return socket;
   }
 }

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { closeServer, waitFor } from '../helpers/net';
 import { OriginClient } from '../../src/core/origin';
 import { OriginHttpAgent, parserCopiesBodies } from '../../src/core/originReads';
-import { nodeHttpParser } from '../../src/core/quick/originConnection';
+import { nodeHttpParser, OriginConnection } from '../../src/core/quick/originConnection';
 
 const MiB = 1024 * 1024;
 
@@ -144,5 +144,38 @@ test('a pooled origin connection that sends bytes while idle is closed, and the 
     client.close();
     for (const s of sockets) s.destroy();
     await new Promise<void>((r) => server.close(() => r()));
+  }
+});
+
+test('the quick pass-through’s origin connections read more than 64 KiB at a time too, the body intact', async () => {
+  const big = body(16 * MiB + 7, 5);
+  const o = await origin(new Map([['/big', big]]));
+  const port = Number(new URL(o.url).port);
+  const connection = new OriginConnection('127.0.0.1', port, { timeoutMs: 30_000, keepAliveMs: 5_000, keepAliveMaxMs: 5_000, maxHeaderBytes: 0 }, () => {});
+  try {
+    const got = await new Promise<{ whole: Buffer; largest: number; status: number }>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let largest = 0;
+      let status = 0;
+      connection.request('GET', `GET /big HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`, {
+        onHeaders: (s) => (status = s),
+        onData: (chunk) => {
+          chunks.push(Buffer.from(chunk));
+          largest = Math.max(largest, chunk.length);
+          // A client a little behind: stop reading until the next turn of the event loop.
+          setImmediate(() => connection.resume());
+          return false;
+        },
+        onReadEnd: () => {},
+        onComplete: () => resolve({ whole: Buffer.concat(chunks), largest, status }),
+        onError: reject,
+      });
+    });
+    assert.equal(got.status, 200);
+    assert.equal(sha(got.whole), sha(big));
+    assert.ok(got.largest > 64 * 1024, `largest chunk ${got.largest} bytes`);
+  } finally {
+    connection.destroy();
+    await closeServer(o.server);
   }
 });

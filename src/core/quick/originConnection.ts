@@ -1,4 +1,5 @@
 import * as net from 'node:net';
+import { sharedReads } from '../originReads';
 
 /**
  * One kept-alive connection to an origin for the quick pass-through: the request head written
@@ -155,10 +156,12 @@ export class OriginConnection {
     };
     this.parser = parser;
 
-    const socket = net.connect({ host, port, noDelay: true });
+    // Reads land in the process's shared buffer (originReads.ts): data() parses each at once.
+    const onread = sharedReads((chunk) => this.data(chunk));
+    const socket = net.connect(onread ? { host, port, noDelay: true, onread } : { host, port, noDelay: true });
     socket.setTimeout(this.tickMs);
     socket.on('connect', () => (this.connected = true));
-    socket.on('data', (chunk: Buffer) => this.data(chunk));
+    if (!onread) socket.on('data', (chunk: Buffer) => this.data(chunk));
     socket.on('end', () => this.ended());
     socket.on('timeout', () => this.timedOut());
     socket.on('error', (err) => this.fail(err));
