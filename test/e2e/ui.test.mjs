@@ -48,10 +48,20 @@ async function screenshot(name) {
 
 /** Runs a command from the command palette, typed as a user types it. */
 async function runCommand(title) {
-  await page.keyboard.press('F1');
   const input = page.locator('.quick-input-widget input');
-  await input.waitFor({ state: 'visible' });
-  await input.fill(`>${title}`);
+  // The palette closes when something takes focus as it opens (a notification or an editor of
+  // the previous step, seen under load): open it again, up to three times.
+  for (let attempt = 1; ; attempt++) {
+    await page.keyboard.press('F1');
+    await input.waitFor({ state: 'visible' });
+    try {
+      await input.fill(`>${title}`, { timeout: 5_000 });
+      break;
+    } catch (err) {
+      if (attempt === 3) throw err;
+      await page.keyboard.press('Escape');
+    }
+  }
   const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
   await row.waitFor({ state: 'visible' });
   await page.keyboard.press('Enter');
