@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { plainPathStart } from '../../src/core/quick/request';
+import { plainPathStart as plainPathStartOf } from '../../src/core/quick/request';
+
+const plainPathStart = (target: string): number => plainPathStartOf(Buffer.from(target, 'latin1'));
 
 /**
  * The quick path skips `new URL` for targets plainPathStart accepts and builds the href from the

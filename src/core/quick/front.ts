@@ -10,7 +10,7 @@ import { parseAbsoluteTarget } from '../target';
 import { QuickForwarder, quickTargetOf, RELAYING, type QuickSocket } from './forward';
 import type { QuickAnswer, QuickLane } from './lane';
 import { giveToNode, takeFromNode } from './reclaim';
-import { parseSimpleRequest, plainPathStart, type QuickRequest } from './request';
+import { parseSimpleRequest, type QuickRequest } from './request';
 
 /** What the quick front needs of the server it reads connections for. */
 export interface QuickFrontHost {
@@ -98,7 +98,7 @@ export class QuickFront {
     const host = this.host;
     const head = lane === null ? null : parseSimpleRequest(chunk, host.config.maxHeaderBytes);
     if (head === null) return this.handOver(socket, chunk);
-    const href = this.targetHref(head.target);
+    const href = this.targetHref(head.target, head.pathStart);
     if (href === null || head.headers.via?.includes(host.viaName) || !HOST_VALUE.test(head.headers.host) || !host.admission.authorizedBy(head.headers['proxy-authorization'])) {
       return this.handOver(socket, chunk);
     }
@@ -143,10 +143,10 @@ export class QuickFront {
    * The href of an absolute http target the quick path may serve, or null (routing, loops and
    * errors are the ordinary path's). Only the authority is parsed and remembered: with a
    * different URL on every request, remembering whole targets kept young strings alive until
-   * they were promoted, and every hit then paid for old-generation collections.
+   * they were promoted, and every hit then paid for old-generation collections. `slash` is the
+   * target's plainPathStart (read with the head).
    */
-  private targetHref(target: string): string | null {
-    const slash = plainPathStart(target);
+  private targetHref(target: string, slash: number): string | null {
     if (slash < 0) return this.parsedTarget(target);
     const authority = target.slice(7, slash);
     let host = this.authorities.get(authority);
