@@ -9,18 +9,14 @@
 // The stores hold http://127.0.0.1:9/1k.bin?entry=<i> (bench-cache-startup.cjs's URLs; nothing
 // listens on port 9, so any request not answered from the store is an error). Default
 // configuration, log lines to a file, proxies pinned like the benchmark.
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, truncateSync } from 'node:fs';
 import * as os from 'node:os';
 import { join, resolve } from 'node:path';
-import { CLIENT_CPU, CPUS, cpuSeconds, killAllChildren, memory, sleep } from './lib/proc.mjs';
+import { cpuSeconds, killAllChildren, memory, pinRunnerToClientCpu, sleep } from './lib/proc.mjs';
 import { wrk } from './lib/client.mjs';
 import { startOurs } from './lib/systems.mjs';
 
-if (CPUS >= 2 && !process.env.BENCH_RUNNER_PINNED) {
-  const r = spawnSync('taskset', ['-c', CLIENT_CPU, process.execPath, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, BENCH_RUNNER_PINNED: '1' } });
-  process.exit(r.status ?? 1);
-}
+pinRunnerToClientCpu();
 
 const [aCli, aDir, bCli, bDir, entries = '1000000', rounds = '3', seconds = '6'] = process.argv.slice(2);
 if (!aCli || !aDir || !bCli || !bDir) {

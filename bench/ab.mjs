@@ -12,17 +12,14 @@
 // requests over all of them (the entries phase's hit cost), e.g.
 //   ENTRIES=100000 node bench/ab.mjs /tmp/A/cli.js dist/cli.js '/1k.bin?entry=' 3 8 -- --max-entries 200000 --max-memory-mb 512
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, statSync, truncateSync } from 'node:fs';
 import * as os from 'node:os';
 import { join, resolve } from 'node:path';
-import { CLIENT_CPU, CLK_TCK, CPUS, killAllChildren, memory, sleep } from './lib/proc.mjs';
+import { killAllChildren, memory, pinRunnerToClientCpu, sleep, userSysSeconds } from './lib/proc.mjs';
 import { populate, wrk } from './lib/client.mjs';
 import { startOrigin, startOurs, warmUntilHit } from './lib/systems.mjs';
 
-if (CPUS >= 2 && !process.env.BENCH_RUNNER_PINNED) {
-  const r = spawnSync('taskset', ['-c', CLIENT_CPU, process.execPath, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, BENCH_RUNNER_PINNED: '1' } });
-  process.exit(r.status ?? 1);
-}
+pinRunnerToClientCpu();
 
 const dashes = process.argv.indexOf('--');
 const args = dashes > 0 ? process.argv.slice(2, dashes) : process.argv.slice(2);
@@ -53,9 +50,9 @@ try {
   const users = { A: [], B: [] };
   for (let round = 0; round < Number(rounds); round++) {
     for (const s of systems) {
-      const before = userSys(s.pid);
+      const before = userSysSeconds(s.pid);
       const r = await wrk({ dir: work, name: `run-${s.name}`, originPort: origin.port, path, proxyPort: s.port, seconds: Number(seconds), spread });
-      const after = userSys(s.pid);
+      const after = userSysSeconds(s.pid);
       const cpu = after.user + after.sys - before.user - before.sys;
       const user = ((after.user - before.user) * 1e6) / r.requests;
       await sleep(50);
@@ -80,11 +77,4 @@ try {
 } finally {
   killAllChildren();
   rmSync(work, { recursive: true, force: true });
-}
-
-/** User and system CPU seconds of a process so far. */
-function userSys(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { user: Number(fields[11]) / CLK_TCK, sys: Number(fields[12]) / CLK_TCK };
 }

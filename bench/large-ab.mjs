@@ -7,19 +7,14 @@
 //   e.g. node bench/large-ab.mjs /tmp/A/cli.js dist/cli.js 6
 //
 // A B A B ...: each miss's MB/s, CPU ms (user/system), RSS growth; then the medians.
-import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import { join, resolve } from 'node:path';
-import { execFileSync } from 'node:child_process';
-import { CLIENT_CPU, CPUS, killAllChildren, memory, resetPeakRss, sleep } from './lib/proc.mjs';
+import { killAllChildren, memory, pinRunnerToClientCpu, resetPeakRss, sleep, userSysSeconds } from './lib/proc.mjs';
 import { curlTransfer } from './lib/client.mjs';
 import { startOrigin, startOurs } from './lib/systems.mjs';
 
-if (CPUS >= 2 && !process.env.BENCH_RUNNER_PINNED) {
-  const r = spawnSync('taskset', ['-c', CLIENT_CPU, process.execPath, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, BENCH_RUNNER_PINNED: '1' } });
-  process.exit(r.status ?? 1);
-}
+pinRunnerToClientCpu();
 
 const dashes = process.argv.indexOf('--');
 const args = dashes > 0 ? process.argv.slice(2, dashes) : process.argv.slice(2);
@@ -30,13 +25,11 @@ if (!aCli || !bCli) {
   process.exit(2);
 }
 const MiB = 1024 * 1024;
-const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
 
 /** [user, system] CPU seconds of a process (all threads), or of one of its threads. */
 function cpu(pid, tid = null) {
-  const stat = readFileSync(tid === null ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return [Number(f[11]) / CLK_TCK, Number(f[12]) / CLK_TCK];
+  const { user, sys } = userSysSeconds(pid, tid);
+  return [user, sys];
 }
 const sum = ([u, s]) => u + s;
 

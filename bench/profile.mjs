@@ -8,18 +8,14 @@
 // Starts the nginx origin and `node --cpu-prof dist/cli.js` (pinned like the benchmark), warms
 // the cache, runs wrk, stops the proxy (which writes the .cpuprofile), and summarises it.
 // CLI=path/to/cli.js profiles another build; BENCH_KEEP=1 keeps the work directory (and the profile).
-import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import { join, resolve } from 'node:path';
-import { CLIENT_CPU, CPUS, killAllChildren } from './lib/proc.mjs';
+import { killAllChildren, pinRunnerToClientCpu } from './lib/proc.mjs';
 import { curlTransfer, populate, wrk } from './lib/client.mjs';
 import { startOrigin, startOurs, warmUntilHit } from './lib/systems.mjs';
 
-if (CPUS >= 2 && !process.env.BENCH_RUNNER_PINNED) {
-  const r = spawnSync('taskset', ['-c', CLIENT_CPU, process.execPath, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, BENCH_RUNNER_PINNED: '1' } });
-  process.exit(r.status ?? 1);
-}
+pinRunnerToClientCpu();
 
 const scenario = process.argv[2] ?? 'hit-1k';
 const seconds = Number(process.argv[3] ?? 10);

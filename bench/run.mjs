@@ -11,7 +11,7 @@ import { spawnSync, execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { join, resolve } from 'node:path';
-import { CLIENT_CPU, CPUS, PROXY_CPU, busyShare, cpuSeconds, cpuTimes, killAllChildren, memory, resetPeakRss, sleep } from './lib/proc.mjs';
+import { busyShare, CLIENT_CPU, CPUS, cpuSeconds, cpuTimes, killAllChildren, memory, pinRunnerToClientCpu, PROXY_CPU, resetPeakRss, sleep } from './lib/proc.mjs';
 import { browserLoad, curlTransfer, get, populate, wrk } from './lib/client.mjs';
 import { startHttpProxy, startOrigin, startOurs, startSquid, startTrafficServer, warmUntilHit } from './lib/systems.mjs';
 import { fmt, fmtRatio, ratio, summarize, table } from './lib/stats.mjs';
@@ -33,14 +33,7 @@ function allocatedBytes(dir) {
   return sum;
 }
 
-// This runner (and the clients it spawns) belongs on the client CPU, away from the proxy under test.
-if (CPUS >= 2 && !process.env.BENCH_RUNNER_PINNED) {
-  const r = spawnSync('taskset', ['-c', CLIENT_CPU, process.execPath, ...process.argv.slice(1)], {
-    stdio: 'inherit',
-    env: { ...process.env, BENCH_RUNNER_PINNED: '1' },
-  });
-  process.exit(r.status ?? 1);
-}
+pinRunnerToClientCpu();
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);

@@ -4,18 +4,15 @@
 //   node bench/syscalls.mjs [path[,path]] [seconds] [cli]
 //   MODE=stat (default; EVENTS=tracepoints to count instead) | plain (user/sys µs per request, interleaved, ROUNDS) | record (perf record -g, PERF_DIR)
 //   SYSTEMS=ours,ats
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { join, resolve } from 'node:path';
-import { CLIENT_CPU, CPUS, cpuSeconds, killAllChildren, sleep } from './lib/proc.mjs';
+import { cpuSeconds, killAllChildren, pinRunnerToClientCpu, sleep } from './lib/proc.mjs';
 import { wrk } from './lib/client.mjs';
 import { startOrigin, startOurs, startTrafficServer, warmUntilHit } from './lib/systems.mjs';
 
-if (CPUS >= 2 && !process.env.BENCH_RUNNER_PINNED) {
-  const r = spawnSync('taskset', ['-c', CLIENT_CPU, process.execPath, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, BENCH_RUNNER_PINNED: '1' } });
-  process.exit(r.status ?? 1);
-}
+pinRunnerToClientCpu();
 const [path = '/100k.bin', seconds = '8', cli] = process.argv.slice(2);
 const only = (process.env.SYSTEMS ?? 'ours,ats').split(',');
 const work = mkdtempSync(join(os.tmpdir(), 'caching-proxy-sys-'));

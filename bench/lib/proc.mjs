@@ -1,5 +1,5 @@
 // Process, CPU and memory helpers for the benchmark (Linux only: reads /proc).
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -120,15 +120,31 @@ export async function waitForPort(port, timeoutMs = 30_000) {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** CPU seconds (user + system, all threads) a process has used so far. */
+/** User and system CPU seconds a process (all threads), or one of its threads, has used so far; throws if it is gone. */
+export function userSysSeconds(pid, tid = null) {
+  const stat = readFileSync(tid === null ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(fields[11]) / CLK_TCK, sys: Number(fields[12]) / CLK_TCK };
+}
+
+/** CPU seconds (user + system, all threads) a process has used so far; NaN if it is gone. */
 export function cpuSeconds(pid) {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+    const { user, sys } = userSysSeconds(pid);
+    return user + sys;
   } catch {
     return NaN;
   }
+}
+
+/**
+ * Runs this script again pinned to the client CPU (it and the clients it spawns stay away from
+ * the proxy under test), and exits with its status; returns at once in the pinned run.
+ */
+export function pinRunnerToClientCpu() {
+  if (CPUS < 2 || process.env.BENCH_RUNNER_PINNED) return;
+  const r = spawnSync('taskset', ['-c', CLIENT_CPU, process.execPath, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, BENCH_RUNNER_PINNED: '1' } });
+  process.exit(r.status ?? 1);
 }
 
 /** Busy and total jiffies per CPU, to see how much of each core other work took during a run. */
