@@ -34,25 +34,8 @@ export function compactLoaded(meta: CompactEntryMeta): LoadedMeta {
 export function entryFromStored(meta: EntryMeta, body: Buffer | null, owned = false): Entry {
   const kept = body ? (owned ? body : ownCopy(body)) : null;
   if (meta.v === 2) {
-    const loaded = compactLoaded(meta);
-    return {
-      key: meta.key,
-      hash: meta.hash,
-      url: meta.url,
-      status: meta.status,
-      size: meta.size,
-      digest: meta.digest,
-      storedAt: meta.storedAt,
-      freshUntil: meta.freshUntil,
-      hits: meta.hits,
-      contentType: meta.contentType,
-      vary: meta.vary,
-      meta: loaded,
-      body: kept,
-      onDisk: true,
-      diskId: -1,
-      diskStamp: 0,
-    };
+    // freshUntil as stored: nothing to work out, no policy built.
+    return { ...toRecord(meta), meta: compactLoaded(meta), body: kept, onDisk: true, diskId: -1, diskStamp: 0 };
   }
   // The JSON form (written before the compact one): its policy built, as it always was.
   const policy = restorePolicy(meta.policy);

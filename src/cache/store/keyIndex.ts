@@ -1,5 +1,4 @@
 import * as crypto from 'node:crypto';
-import { createHash } from 'node:crypto';
 
 /**
  * The store's whole in-memory index: for every entry, where its record lives, how many bytes it
@@ -338,7 +337,7 @@ const oneShotHash = (crypto as { hash?: (algorithm: string, data: string, encodi
  */
 export function hashKey(key: string): string {
   if (key !== lastKey) {
-    lastHash = oneShotHash ? oneShotHash('sha256', key, 'hex') : createHash('sha256').update(key).digest('hex');
+    lastHash = oneShotHash ? oneShotHash('sha256', key, 'hex') : crypto.createHash('sha256').update(key).digest('hex');
     lastKey = key;
   }
   return lastHash;
