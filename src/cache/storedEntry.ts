@@ -1,6 +1,6 @@
 import type { CompactEntryMeta, EntryMeta, IndexRecord } from './entryMeta';
 import { loadMeta, LoadedMeta, type Entry } from './entry';
-import { ownCopy } from './store/entryStore';
+import { ownCopy } from './store/records';
 import { fitsHeadBlock, rawOf } from './store/compactMeta';
 import { freshUntil, restorePolicy, storedRequestHeaders, storePolicy } from './semantics';
 

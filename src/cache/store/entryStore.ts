@@ -1,21 +1,18 @@
-import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { fileMatches } from '../digest';
 import { CorruptEntryError, type EntryMeta } from '../entryMeta';
 import { IndexJournal, Op } from './journal';
 import { hashHalves, KeyIndex, type Location } from './keyIndex';
 export { hashKey } from './keyIndex';
-import { CorruptRecordError, decodeRecord, encodeRecord, packTargetFor, Packs, type DecodedRecord } from './packs';
-import { decodeCompact, encodeCompact } from './compactMeta';
+import { CorruptRecordError, decodeRecord, packTargetFor, Packs } from './packs';
+import { metaOf, ownCopy, recordOf } from './records';
 import { INLINE_MAX, StoreWriter } from './writer';
-import { VerifiedFiles } from './verified';
-import { lockStore, unlockStore, type LockTaken } from './lock';
+import { unlockStore, type LockTaken } from './lock';
 import { LegacyMigration } from './migrate';
 import { BodyFiles } from './bodyFiles';
 import { StoreUpkeep } from './upkeep';
-
-const DIR_MODE = 0o700;
+import { openIndex, prepareStoreDir, type OpenReport } from './opening';
+export type { OpenReport } from './opening';
 /** Touches are written to the journal this often (a crash forgets at most this much LRU order). */
 const TOUCH_FLUSH_MS = 1000;
 
@@ -47,46 +44,6 @@ export interface StoredEntry {
  * the allocator kept the pages (session 8, docs/BENCHMARKS.md).
  */
 const SCRATCH_BYTES = 2 * INLINE_MAX;
-
-/**
- * A body kept in memory, in a buffer of its own: a view into a record read, or a copy from
- * Node's shared 8 KiB pool, would pin a whole slab among short-lived ones (with 13,000 small
- * bodies kept, RSS 304 MB instead of 231).
- */
-export function ownCopy(body: Buffer): Buffer {
-  const copy = Buffer.allocUnsafeSlow(body.length);
-  body.copy(copy);
-  return copy;
-}
-
-export interface OpenReport {
-  entries: number;
-  bytes: number;
-  fromSnapshot: boolean;
-  journalRecords: number;
-  ms: number;
-  /**
-   * The previous run did not stop cleanly: it left its lock behind, or journal records after
-   * the last snapshot (a crash right after a checkpoint leaves an empty journal, not the lock).
-   */
-  afterCrash: boolean;
-  /** The pid of the process that left its lock behind, where the lock said. */
-  staleLockHolder: number | null;
-  /** An old-layout cache is being migrated in the background. */
-  migrating: boolean;
-  /** The index snapshot was unreadable: the entries it listed are lost (their packs are reclaimed). */
-  snapshotDamaged: boolean;
-}
-
-/** A record's metadata, in whichever form it was written; throws if it does not parse. */
-function metaOf(decoded: DecodedRecord): EntryMeta {
-  return decoded.compact ? decodeCompact(decoded.meta, decoded.hash) : (JSON.parse(decoded.meta.toString('utf8')) as EntryMeta);
-}
-
-/** A record for metadata: the compact form for a response's (v2), JSON for the rest (v1, vary markers). */
-function recordOf(meta: EntryMeta, inline: Buffer | null): Buffer {
-  return encodeRecord(meta.hash, meta.v === 2 ? encodeCompact(meta) : JSON.stringify(meta), inline);
-}
 
 function prefixOf(h0: number, h1: number): string {
   return h0.toString(16).padStart(8, '0') + h1.toString(16).padStart(8, '0');
@@ -129,7 +86,6 @@ export class EntryStore {
   private readonly touchTimer: NodeJS.Timeout;
   private readonly pending = new Set<Promise<unknown>>();
   private migration: LegacyMigration | null = null;
-  private readonly verified = new VerifiedFiles();
   report!: OpenReport;
 
   private constructor(
@@ -166,43 +122,20 @@ export class EntryStore {
    */
   static async start(dir: string, options: StoreOptions): Promise<EntryStore> {
     const started = performance.now();
-    const root = path.resolve(dir);
-    await fsp.mkdir(root, { recursive: true, mode: DIR_MODE });
-    await fsp.chmod(root, DIR_MODE).catch(() => {});
-    // Writable? Fail now (read-only dir or file system) rather than on the first response.
-    await fsp.access(root, fs.constants.W_OK);
-    const storeDir = path.join(root, 'store');
-    const tmpDir = path.join(root, 'tmp');
-    for (const d of [storeDir, tmpDir, path.join(storeDir, 'packs'), path.join(storeDir, 'bodies')]) await fsp.mkdir(d, { recursive: true, mode: DIR_MODE });
-    const lock = lockStore(storeDir);
-    try {
-      // Before any writer of this run puts a file there.
-      for (const name of await fsp.readdir(tmpDir)) await fsp.unlink(path.join(tmpDir, name)).catch(() => {});
-    } catch (err) {
-      unlockStore(storeDir);
-      throw err;
-    }
-    return new EntryStore(root, options, started, lock);
+    const prepared = await prepareStoreDir(dir);
+    return new EntryStore(prepared.root, options, started, prepared.lock);
   }
 
   /** The index, from the snapshot and journals, then the packs; then the background work of a start. */
   private async load(started: number): Promise<void> {
     try {
-      const { journal, loaded } = await IndexJournal.load(this.storeDir);
-      const afterCrash = this.lock.stale || loaded.journalRecords > 0;
-      let packs: Packs;
-      try {
-        packs = Packs.open(path.join(this.storeDir, 'packs'), this.options.packBytes ?? packTargetFor(this.options.maxBytes), afterCrash);
-      } catch (err) {
-        journal.close();
-        throw err;
-      }
-      for (const [pack, bytes] of loaded.index.recordBytesByPack()) packs.addLive(pack, bytes);
+      const opened = await openIndex(this.storeDir, this.lock, this.options.packBytes ?? packTargetFor(this.options.maxBytes));
+      const { journal, packs } = opened;
       this.journal = journal;
       this.packs = packs;
-      this.index = loaded.index;
+      this.index = opened.index;
       this.upkeep = new StoreUpkeep({
-        index: loaded.index,
+        index: opened.index,
         journal,
         packs,
         bodies: this.bodies,
@@ -214,13 +147,13 @@ export class EntryStore {
       this.report = {
         entries: this.index.count,
         bytes: this.index.totalBytes,
-        fromSnapshot: loaded.fromSnapshot,
-        journalRecords: loaded.journalRecords,
+        fromSnapshot: opened.fromSnapshot,
+        journalRecords: opened.journalRecords,
         ms: performance.now() - started,
-        afterCrash,
+        afterCrash: opened.afterCrash,
         staleLockHolder: this.lock.holder,
         migrating: this.migration !== null,
-        snapshotDamaged: loaded.snapshotDamaged,
+        snapshotDamaged: opened.snapshotDamaged,
       };
     } catch (err) {
       this.closed = true;
@@ -391,14 +324,7 @@ export class EntryStore {
     if (found.body) return found.body;
     const handle = await this.openVerified(hash, digest, size);
     try {
-      const body = Buffer.allocUnsafe(size);
-      let got = 0;
-      while (got < size) {
-        const { bytesRead } = await handle.read(body, got, size - got, got);
-        if (bytesRead === 0) throw new CorruptEntryError(`body is ${got} bytes, expected ${size}`);
-        got += bytesRead;
-      }
-      return body;
+      return await BodyFiles.readWhole(handle, size);
     } finally {
       await handle.close().catch(() => {});
     }
@@ -423,23 +349,9 @@ export class EntryStore {
     const id = this.index.find(h0, h1);
     if (id < 0) throw new CorruptEntryError('entry not in the store');
     const loc = this.index.location(id);
-    const file = this.bodies.pathOf(loc);
-    let handle: fsp.FileHandle;
     try {
-      handle = await fsp.open(file, 'r');
+      return await this.bodies.openChecked(loc, expected, size);
     } catch (err) {
-      this.dropIfAt(h0, h1, loc);
-      throw new CorruptEntryError(`body unreadable (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-    }
-    try {
-      const stat = await handle.stat({ bigint: true });
-      if (stat.size !== BigInt(size)) throw new CorruptEntryError(`body is ${stat.size} bytes, expected ${size}`);
-      if (this.verified.unchanged(file, expected, stat)) return handle;
-      if (!(await fileMatches(handle, expected, size))) throw new CorruptEntryError('body digest mismatch');
-      this.verified.remember(file, expected, stat);
-      return handle;
-    } catch (err) {
-      await handle.close().catch(() => {});
       this.dropIfAt(h0, h1, loc);
       throw err;
     }
@@ -496,7 +408,7 @@ export class EntryStore {
       }
       bytes += meta.size;
       // Its digest was computed from the bytes as they were written: verified as of now.
-      await this.verified.rememberWritten(target, meta.digest);
+      await this.bodies.rememberWritten(target, meta.digest);
     } else if (bodyFile !== null && !link) {
       await fsp.unlink(bodyFile).catch(() => {});
     }
