@@ -1,4 +1,5 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 
 /**
@@ -33,6 +34,8 @@ export interface Exchange {
   endBody(last?: Buffer | null): void;
   /** Pipes a body after sendHead; resolves once delivered, or once either side broke. */
   streamBody(source: Readable): Promise<void>;
+  /** Sends bytes [start, end] of an open file as the body after sendHead (fileBody.ts); closes the handle. */
+  streamFile(handle: FileHandle, start: number, end: number): Promise<void>;
   /** Relays an origin response (hop-by-hop removed, Via added, then `extraHeaders`) with backpressure. */
   relay(upstream: IncomingMessage, extraHeaders?: string[]): Promise<void>;
   /** Writes only the head of an origin response (as relay would); returns its status. */

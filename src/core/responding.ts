@@ -1,13 +1,15 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { Exchange } from './exchange';
+import { streamFileRange } from './fileBody';
 import { countBytes, relayResponse, responseHasNoBody, writeUpstreamHead } from './forward';
 
 /**
  * How an Exchange writes its response: every head gets the path-style rewrite, every body byte
  * is counted for the log. Handlers (the cache) write through these, never on `res` directly.
  */
-export abstract class RespondingExchange implements Pick<Exchange, 'respond' | 'sendHead' | 'writeBody' | 'endBody' | 'streamBody' | 'relay' | 'writeUpstreamHead'> {
+export abstract class RespondingExchange implements Pick<Exchange, 'respond' | 'sendHead' | 'writeBody' | 'endBody' | 'streamBody' | 'streamFile' | 'relay' | 'writeUpstreamHead'> {
   abstract readonly method: string;
   abstract readonly res: ServerResponse;
   abstract readonly rewriteHeaders: ((raw: string[]) => string[]) | null;
@@ -56,6 +58,10 @@ export abstract class RespondingExchange implements Pick<Exchange, 'respond' | '
       });
       source.pipe(res);
     });
+  }
+
+  streamFile(handle: FileHandle, start: number, end: number): Promise<void> {
+    return streamFileRange(this.res, handle, start, end);
   }
 
   relay(upstream: IncomingMessage, extraHeaders: string[] = []): Promise<void> {

@@ -28,7 +28,8 @@ class BodyCopy {
   add(chunk: Buffer): void {
     this.size += chunk.length;
     if (this.kept + chunk.length <= this.limit) {
-      this.chunks.push(chunk);
+      // A copy: a writer may reuse its buffer once the write is done (fileBody.ts's slabs).
+      this.chunks.push(Buffer.from(chunk));
       this.kept += chunk.length;
     }
   }
