@@ -43,7 +43,8 @@ try {
         const us = ((cpuSeconds(s.pid) - before) * 1e6) / r.requests;
         truncateSync(s.logFile, 0);
         (results[`${set} ${s.name}`] ??= []).push(us);
-        console.log(`round ${round + 1} ${set} ${s.name}: ${Math.round(r.reqPerSec)} req/s, ${us.toFixed(1)} µs/req, errors ${r.errors}, load ${os.loadavg()[0].toFixed(2)}`);
+        (results[`${set} ${s.name} p99`] ??= []).push(r.p99Ms);
+        console.log(`round ${round + 1} ${set} ${s.name}: ${Math.round(r.reqPerSec)} req/s, ${us.toFixed(1)} µs/req, p99 ${r.p99Ms.toFixed(1)} ms, errors ${r.errors}, load ${os.loadavg()[0].toFixed(2)}`);
       }
     }
   }
@@ -52,6 +53,7 @@ try {
     const a = results[`${set} A`];
     const b = results[`${set} B`];
     console.log(`${set}: median A ${median(a).toFixed(1)} µs/req [${a.map((x) => x.toFixed(1)).join(', ')}], B ${median(b).toFixed(1)} µs/req [${b.map((x) => x.toFixed(1)).join(', ')}]: B/A ${(median(b) / median(a)).toFixed(3)}`);
+    console.log(`${set} p99: A [${results[`${set} A p99`].map((x) => x.toFixed(1)).join(', ')}] ms, B [${results[`${set} B p99`].map((x) => x.toFixed(1)).join(', ')}] ms`);
   }
   console.log(`RSS A ${Math.round(memory(systems[0].pid).rss / 1048576)} MiB, B ${Math.round(memory(systems[1].pid).rss / 1048576)} MiB`);
   for (const s of systems) await s.stop();

@@ -1,6 +1,7 @@
 import { newQuickMemo, type QuickMemo } from '../core/quick/answer';
 import type { IndexRecord } from './entryMeta';
 import { headBlock, rawOf } from './store/compactMeta';
+import { unpackPolicy } from './store/plainMeta';
 import { restorePolicy, storedRequestHeaders, storePolicy, viewPolicy, type Policy, type StoredPolicy } from './semantics';
 
 /** Where a LoadedMeta's fields and policy come from: given (a response just stored or revalidated, a JSON record), or stored text parsed when first asked for. */
@@ -11,6 +12,9 @@ export interface MetaSource {
   policy?: Policy;
   /** The policy's toObject() as JSON, when `policy` is not given. */
   policyText?: string;
+  /** Or the same as a plain record packs it (store/plainMeta.ts), inflated when first asked for; with the response's `url` (and `head`), its dictionary. */
+  packedPolicy?: string;
+  url?: string;
   requestHeaders?: Record<string, string>;
 }
 
@@ -30,6 +34,8 @@ export class LoadedMeta {
   private headText: string | undefined;
   private built: Policy | undefined;
   private text: string | undefined;
+  private packed: string | undefined;
+  private url: string | undefined;
   private evaluated: Policy | undefined;
   private storedFor: Record<string, string> | undefined;
 
@@ -51,6 +57,8 @@ export class LoadedMeta {
     this.headText = from.raw === undefined ? from.head : undefined;
     this.built = from.policy;
     this.text = from.policy === undefined ? from.policyText : undefined;
+    this.packed = from.policy === undefined && from.policyText === undefined ? from.packedPolicy : undefined;
+    this.url = this.packed !== undefined ? from.url : undefined;
     this.storedFor = from.requestHeaders;
   }
 
@@ -71,6 +79,7 @@ export class LoadedMeta {
 
   /** The policy's stored form, as JSON text. */
   get policyText(): string {
+    if (this.text === undefined && this.packed !== undefined && this.built === undefined) this.unpack();
     return this.text ?? JSON.stringify(storePolicy(this.policy));
   }
 
@@ -85,7 +94,13 @@ export class LoadedMeta {
     return this.storedFor!;
   }
 
+  private unpack(): void {
+    this.text = unpackPolicy(this.packed!, this.head, this.url ?? '');
+    this.packed = this.url = undefined;
+  }
+
   private parse(): void {
+    if (this.text === undefined && this.packed !== undefined) this.unpack();
     const stored = this.text !== undefined ? (JSON.parse(this.text) as StoredPolicy) : storePolicy(this.built!);
     this.built ??= restorePolicy(stored);
     this.storedFor ??= storedRequestHeaders(stored);

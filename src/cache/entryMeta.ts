@@ -48,7 +48,9 @@ export interface CompactEntryMeta extends IndexRecord {
   /** The stored fields as sent on a hit, `Name: value\r\n` each (see headBlock). */
   head: string;
   /** JSON of http-cache-semantics' toObject(). */
-  policyText: string;
+  readonly policyText: string;
+  /** The policy as the plain form stores it (store/plainMeta.ts), when read from such a record: policyText inflates it. */
+  readonly packedPolicy?: string;
   /** See LoadedMeta. */
   fastOk: boolean;
   mustRevalidate: boolean;

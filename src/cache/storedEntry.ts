@@ -27,15 +27,34 @@ export function storedMeta(record: IndexRecord, meta: LoadedMeta): EntryMeta {
 
 /** A compact record's metadata as loaded: nothing to build, the policy stays text until the slow path asks for it. */
 export function compactLoaded(meta: CompactEntryMeta): LoadedMeta {
-  return new LoadedMeta(meta.statusMessage, meta.fastOk, meta.mustRevalidate, meta.neverStale, meta.ageZeroAt, { head: meta.head, policyText: meta.policyText });
+  const from = meta.packedPolicy !== undefined ? { head: meta.head, packedPolicy: meta.packedPolicy, url: meta.url } : { head: meta.head, policyText: meta.policyText };
+  return new LoadedMeta(meta.statusMessage, meta.fastOk, meta.mustRevalidate, meta.neverStale, meta.ageZeroAt, from);
 }
 
 /** A record read from disk, as an entry in memory; `body`: the body to keep with it, if any (`owned`: already a buffer of its own). */
 export function entryFromStored(meta: EntryMeta, body: Buffer | null, owned = false): Entry {
   const kept = body ? (owned ? body : ownCopy(body)) : null;
   if (meta.v === 2) {
-    // freshUntil as stored: nothing to work out, no policy built.
-    return { ...toRecord(meta), meta: compactLoaded(meta), body: kept, onDisk: true, diskId: -1, diskStamp: 0 };
+    // freshUntil as stored: nothing to work out, no policy built. (Fields listed, not toRecord's
+    // object spread: this runs once per cold hit.)
+    return {
+      key: meta.key,
+      hash: meta.hash,
+      url: meta.url,
+      status: meta.status,
+      size: meta.size,
+      digest: meta.digest,
+      storedAt: meta.storedAt,
+      freshUntil: meta.freshUntil,
+      hits: meta.hits,
+      contentType: meta.contentType,
+      vary: meta.vary,
+      meta: compactLoaded(meta),
+      body: kept,
+      onDisk: true,
+      diskId: -1,
+      diskStamp: 0,
+    };
   }
   // The JSON form (written before the compact one): its policy built, as it always was.
   const policy = restorePolicy(meta.policy);

@@ -266,8 +266,7 @@ export class EntryStore {
     const loc = this.index.location(id);
     let decoded;
     try {
-      decoded = decodeRecord(this.packs.readNow(loc.pack, loc.offset, loc.length));
-      if (decoded.hash !== hash) throw new CorruptRecordError('record belongs to another key');
+      decoded = decodeRecord(this.packs.readNow(loc.pack, loc.offset, loc.length), hash);
     } catch (err) {
       if (!(err instanceof CorruptRecordError)) throw err;
       this.dropIfAt(h0, h1, loc);
@@ -299,8 +298,7 @@ export class EntryStore {
     if (id < 0) return null;
     try {
       const loc = this.index.location(id);
-      const decoded = decodeRecord(this.packs.readNow(loc.pack, loc.offset, loc.length, this.scratch));
-      if (decoded.hash !== hash) return undefined;
+      const decoded = decodeRecord(this.packs.readNow(loc.pack, loc.offset, loc.length, this.scratch), hash);
       const meta = metaOf(decoded);
       if (meta.hash !== hash || (decoded.body !== null && decoded.body.length !== meta.size)) return undefined;
       return { meta, body: decoded.body && ownCopy(decoded.body), owned: true };

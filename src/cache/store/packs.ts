@@ -13,8 +13,8 @@ import * as zlib from 'node:zlib';
  *
  * Record: magic u32 | length u32 | crc32 u32 (of everything after it) | flags u32 |
  * key hash (32 bytes) | metadata length u32 | metadata (deflated with a shared dictionary:
- * JSON, or with FLAG_COMPACT the compact form of compactMeta.ts and its own dictionary) |
- * inline body.
+ * JSON, or with FLAG_COMPACT the compact form of compactMeta.ts and its own dictionary; or with
+ * FLAG_PLAIN, not deflated, the plain form of plainMeta.ts) | inline body.
  */
 
 const RECORD_MAGIC = 0x31525043; // "CPR1"
@@ -39,6 +39,8 @@ const FLAG_DEFLATED = 1;
 export const FLAG_BODY_FILE = 2;
 /** The metadata is the compact form (compactMeta.ts), deflated with COMPACT_DICTIONARY. */
 const FLAG_COMPACT = 4;
+/** The metadata is the plain form (plainMeta.ts), not deflated (what records are written in since session 10). */
+const FLAG_PLAIN = 8;
 
 type Crc32 = (data: Uint8Array, value?: number) => number;
 const crc32 = (zlib as unknown as { crc32: Crc32 }).crc32;
@@ -89,22 +91,31 @@ export interface DecodedRecord {
   meta: Buffer;
   /** `meta` is the compact form (compactMeta.ts), not JSON. */
   compact: boolean;
+  /** `meta` is the plain form (plainMeta.ts). */
+  plain: boolean;
   /** The inline body (a view into the record), or null when the body is in a file of its own. */
   body: Buffer | null;
 }
 
 export class CorruptRecordError extends Error {}
 
-/** A record: `meta` JSON text, or (a Buffer) the compact form. */
-export function encodeRecord(hashHex: string, metaForm: string | Buffer, body: Buffer | null): Buffer {
+/**
+ * A record: `meta` JSON text, or (a Buffer) the compact form, deflated; with `plain`, `meta` is
+ * the plain form (plainMeta.ts), stored as it is.
+ */
+export function encodeRecord(hashHex: string, metaForm: string | Buffer, body: Buffer | null, plain = false): Buffer {
   const compact = typeof metaForm !== 'string';
-  const meta = zlib.deflateRawSync(compact ? metaForm : Buffer.from(metaForm), { dictionary: compact ? COMPACT_DICTIONARY : META_DICTIONARY, level: 6 });
+  if (plain && !compact) throw new Error('the plain form is a Buffer');
+  const meta = plain
+    ? (metaForm as Buffer)
+    : zlib.deflateRawSync(compact ? metaForm : Buffer.from(metaForm), { dictionary: compact ? COMPACT_DICTIONARY : META_DICTIONARY, level: 6 });
   const bodyLength = body ? body.length : 0;
   const total = RECORD_HEADER + meta.length + bodyLength;
   const buf = Buffer.allocUnsafe(total);
   buf.writeUInt32LE(RECORD_MAGIC, 0);
   buf.writeUInt32LE(total, 4);
-  buf.writeUInt32LE(FLAG_DEFLATED | (body ? 0 : FLAG_BODY_FILE) | (compact ? FLAG_COMPACT : 0), 12);
+  const form = plain ? FLAG_PLAIN : FLAG_DEFLATED | (compact ? FLAG_COMPACT : 0);
+  buf.writeUInt32LE(form | (body ? 0 : FLAG_BODY_FILE), 12);
   buf.write(hashHex, 16, 32, 'hex');
   buf.writeUInt32LE(meta.length, 48);
   meta.copy(buf, RECORD_HEADER);
@@ -113,8 +124,22 @@ export function encodeRecord(hashHex: string, metaForm: string | Buffer, body: B
   return buf;
 }
 
-/** Checks and splits a record read from a pack; throws CorruptRecordError if any byte of it is off. */
-export function decodeRecord(buf: Buffer): DecodedRecord {
+/** Whether a record's key hash (bytes 16-48) is this one, in hex (without making the record's hex string). */
+function hashIs(buf: Buffer, hashHex: string): boolean {
+  if (hashHex.length !== 64) return false;
+  for (let i = 0; i < 32; i++) {
+    const b = buf[16 + i];
+    if (hashHex.charCodeAt(2 * i) !== HEX_CODES[b >> 4] || hashHex.charCodeAt(2 * i + 1) !== HEX_CODES[b & 15]) return false;
+  }
+  return true;
+}
+const HEX_CODES = Array.from('0123456789abcdef', (c) => c.charCodeAt(0));
+
+/**
+ * Checks and splits a record read from a pack; throws CorruptRecordError if any byte of it is
+ * off. `hash`: the key hash it must carry (the lookup's, as `hash` then), else CorruptRecordError.
+ */
+export function decodeRecord(buf: Buffer, hash?: string): DecodedRecord {
   if (buf.length < RECORD_HEADER || buf.readUInt32LE(0) !== RECORD_MAGIC) throw new CorruptRecordError('record header damaged');
   if (buf.readUInt32LE(4) !== buf.length) throw new CorruptRecordError('record length mismatch');
   if (buf.readUInt32LE(8) !== crc32(buf.subarray(12))) throw new CorruptRecordError('record checksum mismatch');
@@ -122,9 +147,11 @@ export function decodeRecord(buf: Buffer): DecodedRecord {
   const metaLength = buf.readUInt32LE(48);
   if (RECORD_HEADER + metaLength > buf.length) throw new CorruptRecordError('record metadata length out of range');
   const stored = buf.subarray(RECORD_HEADER, RECORD_HEADER + metaLength);
+  if (hash !== undefined && !hashIs(buf, hash)) throw new CorruptRecordError('record belongs to another key');
   const compact = (flags & FLAG_COMPACT) !== 0;
+  const plain = (flags & FLAG_PLAIN) !== 0;
   let meta = stored;
-  if (flags & FLAG_DEFLATED) {
+  if (flags & FLAG_DEFLATED && !plain) {
     try {
       meta = zlib.inflateRawSync(stored, { dictionary: compact ? COMPACT_DICTIONARY : META_DICTIONARY, chunkSize: INFLATE_CHUNK });
     } catch {
@@ -132,9 +159,10 @@ export function decodeRecord(buf: Buffer): DecodedRecord {
     }
   }
   return {
-    hash: buf.toString('hex', 16, 48),
+    hash: hash ?? buf.toString('hex', 16, 48),
     meta,
     compact,
+    plain,
     body: flags & FLAG_BODY_FILE ? null : buf.subarray(RECORD_HEADER + metaLength),
   };
 }

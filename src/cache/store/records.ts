@@ -1,16 +1,27 @@
 import type { EntryMeta } from '../entryMeta';
 import { decodeCompact, encodeCompact } from './compactMeta';
+import { decodePlain, encodePlain } from './plainMeta';
 import { encodeRecord, type DecodedRecord } from './packs';
 
 /** A record's metadata, in whichever form it was written; throws if it does not parse. */
 export function metaOf(decoded: DecodedRecord): EntryMeta {
+  if (decoded.plain) return decodePlain(decoded.meta, decoded.hash);
   return decoded.compact ? decodeCompact(decoded.meta, decoded.hash) : (JSON.parse(decoded.meta.toString('utf8')) as EntryMeta);
 }
 
-/** A record for metadata: the compact form for a response's (v2), JSON for the rest (v1, vary markers). */
+/**
+ * A record for metadata: the plain form for a response's (v2; records of the deflated compact
+ * form, flag 4, are read and rewritten plain by their next store or 304), JSON for the rest
+ * (v1, vary markers).
+ */
 export function recordOf(meta: EntryMeta, inline: Buffer | null): Buffer {
-  return encodeRecord(meta.hash, meta.v === 2 ? encodeCompact(meta) : JSON.stringify(meta), inline);
+  if (meta.v !== 2) return encodeRecord(meta.hash, JSON.stringify(meta), inline);
+  if (recordForms.compact === 'deflated') return encodeRecord(meta.hash, encodeCompact(meta), inline);
+  return encodeRecord(meta.hash, encodePlain(meta), inline, true);
 }
+
+/** The form a response's record is written in: the plain one, or (tests write stores of session 9) the deflated compact one. */
+export const recordForms: { compact: 'plain' | 'deflated' } = { compact: 'plain' };
 
 /**
  * A body kept in memory, in a buffer of its own: a view into a record read, or a copy from
