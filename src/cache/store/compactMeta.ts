@@ -13,13 +13,39 @@ import { CorruptEntryError, type CompactEntryMeta } from '../entryMeta';
  *      statusMessage, vary (if any; names joined by ','), head, policyText
  */
 const FORM = 2;
-const FIXED = 40;
-const BIT_FAST_OK = 1;
-const BIT_MUST_REVALIDATE = 2;
-const BIT_NEVER_STALE = 4;
-const BIT_PLAIN_KEY = 8;
-const BIT_CONTENT_TYPE = 16;
-const BIT_VARY = 32;
+/** The fixed fields' bytes, the same in the plain form (plainMeta.ts), which shares their layout and bits. */
+export const FIXED = 40;
+export const BIT_FAST_OK = 1;
+export const BIT_MUST_REVALIDATE = 2;
+export const BIT_NEVER_STALE = 4;
+export const BIT_PLAIN_KEY = 8;
+export const BIT_CONTENT_TYPE = 16;
+export const BIT_VARY = 32;
+
+/** Whether a response's key is `GET <url>`, so the form holds no second copy of the URL. */
+export function hasPlainKey(m: CompactEntryMeta): boolean {
+  return m.key === 'GET ' + m.url;
+}
+
+/** Writes the fixed fields (the layout above) into the first FIXED bytes of buf, `form` first. */
+export function writeFixedFields(buf: Buffer, form: number, m: CompactEntryMeta, plainKey: boolean): void {
+  buf.writeUInt8(form, 0);
+  buf.writeUInt8(
+    (m.fastOk ? BIT_FAST_OK : 0) |
+      (m.mustRevalidate ? BIT_MUST_REVALIDATE : 0) |
+      (m.neverStale ? BIT_NEVER_STALE : 0) |
+      (plainKey ? BIT_PLAIN_KEY : 0) |
+      (m.contentType !== undefined ? BIT_CONTENT_TYPE : 0) |
+      (m.vary !== null ? BIT_VARY : 0),
+    1,
+  );
+  buf.writeUInt16LE(m.status, 2);
+  buf.writeUInt32LE(Math.min(m.hits, 0xffffffff), 4);
+  buf.writeDoubleLE(m.size, 8);
+  buf.writeDoubleLE(m.storedAt, 16);
+  buf.writeDoubleLE(m.freshUntil, 24);
+  buf.writeDoubleLE(m.ageZeroAt, 32);
+}
 
 /** Whether the compact form holds these fields exactly (a value with a line break, a name with a colon: the JSON form). */
 export function fitsHeadBlock(raw: string[]): boolean {
@@ -54,7 +80,7 @@ export function rawOf(head: string): string[] {
 }
 
 export function encodeCompact(m: CompactEntryMeta): Buffer {
-  const plain = m.key === 'GET ' + m.url;
+  const plain = hasPlainKey(m);
   const strings: string[] = [];
   strings.push(m.key);
   if (!plain) strings.push(m.url);
@@ -67,22 +93,7 @@ export function encodeCompact(m: CompactEntryMeta): Buffer {
   let total = FIXED;
   for (const b of bytes) total += 4 + b.length;
   const buf = Buffer.alloc(total);
-  buf.writeUInt8(FORM, 0);
-  buf.writeUInt8(
-    (m.fastOk ? BIT_FAST_OK : 0) |
-      (m.mustRevalidate ? BIT_MUST_REVALIDATE : 0) |
-      (m.neverStale ? BIT_NEVER_STALE : 0) |
-      (plain ? BIT_PLAIN_KEY : 0) |
-      (m.contentType !== undefined ? BIT_CONTENT_TYPE : 0) |
-      (m.vary !== null ? BIT_VARY : 0),
-    1,
-  );
-  buf.writeUInt16LE(m.status, 2);
-  buf.writeUInt32LE(Math.min(m.hits, 0xffffffff), 4);
-  buf.writeDoubleLE(m.size, 8);
-  buf.writeDoubleLE(m.storedAt, 16);
-  buf.writeDoubleLE(m.freshUntil, 24);
-  buf.writeDoubleLE(m.ageZeroAt, 32);
+  writeFixedFields(buf, FORM, m, plain);
   let at = FIXED;
   for (const b of bytes) {
     buf.writeUInt32LE(b.length, at);

@@ -1,5 +1,6 @@
 import * as zlib from 'node:zlib';
 import { CorruptEntryError, type CompactEntryMeta } from '../entryMeta';
+import { BIT_CONTENT_TYPE, BIT_FAST_OK, BIT_MUST_REVALIDATE, BIT_NEVER_STALE, BIT_PLAIN_KEY, BIT_VARY, FIXED, hasPlainKey, rawOf, writeFixedFields } from './compactMeta';
 
 /**
  * The plain compact form of a response's metadata (packs.ts, FLAG_PLAIN): compactMeta.ts's
@@ -19,13 +20,6 @@ import { CorruptEntryError, type CompactEntryMeta } from '../entryMeta';
  * entry, or a literal text, or a number, date or digest in binary (V_*).
  */
 const FORM = 3;
-const FIXED = 40;
-const BIT_FAST_OK = 1;
-const BIT_MUST_REVALIDATE = 2;
-const BIT_NEVER_STALE = 4;
-const BIT_PLAIN_KEY = 8;
-const BIT_CONTENT_TYPE = 16;
-const BIT_VARY = 32;
 
 /** Value codes besides the table's (1..TABLE.length): a literal text, and values written in binary. */
 const V_LITERAL = 0;
@@ -183,47 +177,17 @@ class Writer {
   }
 }
 
-/** The stored fields' block as [name, value, ...] (compactMeta.ts headBlock's lines). */
-function linesOf(head: string): string[] {
-  const out: string[] = [];
-  let at = 0;
-  while (at < head.length) {
-    const end = head.indexOf('\r\n', at);
-    const colon = head.indexOf(': ', at);
-    if (end < 0 || colon < 0 || colon > end) throw new Error('plainMeta: stored fields not in block form');
-    out.push(head.slice(at, colon), head.slice(colon + 2, end));
-    at = end + 2;
-  }
-  return out;
-}
-
 export function encodePlain(m: CompactEntryMeta): Buffer {
   const w = new Writer();
-  const plain = m.key === 'GET ' + m.url;
-  const fixed = w.fixed(FIXED);
-  fixed.writeUInt8(FORM, 0);
-  fixed.writeUInt8(
-    (m.fastOk ? BIT_FAST_OK : 0) |
-      (m.mustRevalidate ? BIT_MUST_REVALIDATE : 0) |
-      (m.neverStale ? BIT_NEVER_STALE : 0) |
-      (plain ? BIT_PLAIN_KEY : 0) |
-      (m.contentType !== undefined ? BIT_CONTENT_TYPE : 0) |
-      (m.vary !== null ? BIT_VARY : 0),
-    1,
-  );
-  fixed.writeUInt16LE(m.status, 2);
-  fixed.writeUInt32LE(Math.min(m.hits, 0xffffffff), 4);
-  fixed.writeDoubleLE(m.size, 8);
-  fixed.writeDoubleLE(m.storedAt, 16);
-  fixed.writeDoubleLE(m.freshUntil, 24);
-  fixed.writeDoubleLE(m.ageZeroAt, 32);
+  const plain = hasPlainKey(m);
+  writeFixedFields(w.fixed(FIXED), FORM, m, plain);
   w.text(m.key);
   if (!plain) w.text(m.url);
   w.value(m.digest);
   if (m.contentType !== undefined) w.value(m.contentType);
   w.value(m.statusMessage);
   if (m.vary !== null) w.value(m.vary.join(','));
-  const lines = linesOf(m.head);
+  const lines = rawOf(m.head);
   w.varint(lines.length / 2);
   for (const s of lines) w.value(s);
   w.bytes(zlib.deflateRawSync(Buffer.from(m.policyText, 'utf8'), { dictionary: policyDictionary(m.head, m.url), level: 6 }));
