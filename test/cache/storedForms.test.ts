@@ -62,41 +62,51 @@ async function rewriteAsJson(dir: string, key: string): Promise<void> {
   }
 }
 
+/**
+ * An entry stored in an older record form is served as a quick hit and a 304 to a client from
+ * that record, then revalidated (one origin request), which rewrites it plain; and it is a hit
+ * again after a restart.
+ */
+async function servedThenRewrittenPlain(origin: CaseOrigin, start: () => Promise<TestProxy>, dir: string, url: string, key: string): Promise<void> {
+  let p = await start();
+  const hit = await viaProxy(p.port, url);
+  assert.equal(hit.status, 200);
+  assert.equal(hit.text, 'etag-fresh v1');
+  assert.equal(hit.headers.etag, '"v1"');
+  assert.equal(hit.headers['cache-control'], 'max-age=60');
+  assert.match(String(hit.headers['cache-status']), /^caching-proxy; hit; ttl=\d+$/);
+  assert.match(String(hit.headers.age), /^\d+$/);
+  const notModified = await viaProxy(p.port, url, { headers: { 'if-none-match': '"v1"' } });
+  assert.equal(notModified.status, 304);
+  assert.equal(origin.count('/etag-fresh'), 1, 'answered from the old record');
+  const revalidated = await viaProxy(p.port, url, { headers: { 'cache-control': 'no-cache' } });
+  assert.equal(revalidated.status, 200);
+  assert.equal(revalidated.text, 'etag-fresh v1');
+  assert.equal(origin.count('/etag-fresh'), 2, 'revalidated with the origin');
+  assert.equal(origin.requests[1].headers['if-none-match'], '"v1"');
+  await p.close();
+  assert.equal(await formOf(dir, key), 'plain', 'the 304 rewrote it in the plain form');
+
+  p = await start();
+  const again = await viaProxy(p.port, url);
+  assert.equal(again.text, 'etag-fresh v1');
+  assert.equal(again.headers.etag, '"v1"');
+  assert.match(String(again.headers['cache-status']), /^caching-proxy; hit; ttl=\d+$/);
+  assert.equal(origin.count('/etag-fresh'), 2);
+}
+
 test('an entry stored in the JSON record form (before the compact form) is served: a quick hit, a 304 to a client, revalidation, which rewrites it plain', () =>
   withDisk(async (origin, start, dir) => {
     const url = `${origin.url}/etag-fresh`;
     const key = 'GET ' + url;
-    let p = await start();
+    const p = await start();
     assert.equal((await viaProxy(p.port, url)).headers['cache-status'], 'caching-proxy; fwd=miss; stored');
     await p.close();
     assert.equal(await formOf(dir, key), 'plain', 'new records are plain');
     await rewriteAsJson(dir, key);
     assert.equal(await formOf(dir, key), 'json');
 
-    p = await start();
-    const hit = await viaProxy(p.port, url);
-    assert.equal(hit.status, 200);
-    assert.equal(hit.text, 'etag-fresh v1');
-    assert.equal(hit.headers.etag, '"v1"');
-    assert.equal(hit.headers['cache-control'], 'max-age=60');
-    assert.match(String(hit.headers['cache-status']), /^caching-proxy; hit; ttl=\d+$/);
-    assert.match(String(hit.headers.age), /^\d+$/);
-    const notModified = await viaProxy(p.port, url, { headers: { 'if-none-match': '"v1"' } });
-    assert.equal(notModified.status, 304);
-    assert.equal(origin.count('/etag-fresh'), 1, 'answered from the old record');
-    const revalidated = await viaProxy(p.port, url, { headers: { 'cache-control': 'no-cache' } });
-    assert.equal(revalidated.status, 200);
-    assert.equal(revalidated.text, 'etag-fresh v1');
-    assert.equal(origin.count('/etag-fresh'), 2, 'revalidated with the origin');
-    assert.equal(origin.requests[1].headers['if-none-match'], '"v1"');
-    await p.close();
-    assert.equal(await formOf(dir, key), 'plain', 'the 304 rewrote it in the plain form');
-
-    p = await start();
-    const again = await viaProxy(p.port, url);
-    assert.equal(again.text, 'etag-fresh v1');
-    assert.match(String(again.headers['cache-status']), /^caching-proxy; hit; ttl=\d+$/);
-    assert.equal(origin.count('/etag-fresh'), 2);
+    await servedThenRewrittenPlain(origin, start, dir, url, key);
   }));
 
 test('compact metadata: every field back as written (variant key, Vary, no content type, non-ASCII values), the policy parsed only when asked', () => {
@@ -154,33 +164,13 @@ test('a store of session 9 (compact records, deflated) is served by this version
   withDisk(async (origin, start, dir) => {
     const url = `${origin.url}/etag-fresh`;
     const key = 'GET ' + url;
-    let p = await start();
+    const p = await start();
     await viaProxy(p.port, url);
     await p.close();
     await rewriteAsDeflated(dir, key);
     assert.equal(await formOf(dir, key), 'deflated');
 
-    p = await start();
-    const hit = await viaProxy(p.port, url);
-    assert.equal(hit.text, 'etag-fresh v1');
-    assert.equal(hit.headers.etag, '"v1"');
-    assert.equal(hit.headers['cache-control'], 'max-age=60');
-    assert.match(String(hit.headers['cache-status']), /^caching-proxy; hit; ttl=\d+$/);
-    assert.equal((await viaProxy(p.port, url, { headers: { 'if-none-match': '"v1"' } })).status, 304);
-    assert.equal(origin.count('/etag-fresh'), 1, 'answered from the old record');
-    const revalidated = await viaProxy(p.port, url, { headers: { 'cache-control': 'no-cache' } });
-    assert.equal(revalidated.text, 'etag-fresh v1');
-    assert.equal(origin.count('/etag-fresh'), 2);
-    assert.equal(origin.requests[1].headers['if-none-match'], '"v1"');
-    await p.close();
-    assert.equal(await formOf(dir, key), 'plain', 'the 304 rewrote it in the plain form');
-
-    p = await start();
-    const again = await viaProxy(p.port, url);
-    assert.equal(again.text, 'etag-fresh v1');
-    assert.equal(again.headers.etag, '"v1"');
-    assert.match(String(again.headers['cache-status']), /^caching-proxy; hit; ttl=\d+$/);
-    assert.equal(origin.count('/etag-fresh'), 2);
+    await servedThenRewrittenPlain(origin, start, dir, url, key);
   }));
 
 test('plain metadata: every field back as written (table codes, numbers, dates, digests, literals, non-ASCII), the policy packed until asked for', () => {
