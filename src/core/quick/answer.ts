@@ -81,12 +81,15 @@ export function serialisedAnswer(memo: QuickMemo, stored: StoredForQuick, headOn
   const perRequest = `Age: ${age}\r\nCache-Status: caching-proxy; ${outcome}\r\n${date}\r\n`;
   const headLength = fixed.length + perRequest.length;
   const copyBody = !headOnly && body.length <= QUICK_COPY_MAX;
-  const head = Buffer.allocUnsafe(headLength + (copyBody ? body.length : 0));
+  const keep = memo.asked >= QUICK_HOT_REQUESTS && !headOnly;
+  const size = headLength + (copyBody ? body.length : 0);
+  // A kept answer lives as long as its entry is not asked again: cut from Node's shared pool, it would pin a whole 8 KiB slab.
+  const head = keep ? Buffer.allocUnsafeSlow(size) : Buffer.allocUnsafe(size);
   head.write(fixed, 0, 'latin1');
   head.write(perRequest, fixed.length, 'latin1');
   if (copyBody) body.copy(head, headLength);
   const answer: QuickAnswer = { status: stored.status, head, body: headOnly || copyBody ? null : body, bodyLength: headOnly ? 0 : body.length, outcome };
-  if (memo.asked >= QUICK_HOT_REQUESTS && !headOnly) {
+  if (keep) {
     // A copied-in body is the answer's own; a larger one is the entry's, so only the head is kept.
     if (copyBody) memo.answer = answer;
     else {
