@@ -41,8 +41,8 @@ export function cacheQuickLane(store: Store, report: CacheReport, marks: HitForM
       const now = Date.now();
       const headOnly = request.method === 'HEAD';
       return (
-        reusedAnswer(meta.quick, now, headOnly, entry.status, entry.body!) ??
-        serialisedAnswer(meta.quick, { status: entry.status, fields: meta, body: entry.body! }, headOnly, now, ageAt(meta, now), hitStatus(Math.round((entry.freshUntil - now) / 1000), meta.rule))
+        reusedAnswer(meta, now, headOnly, entry.status, entry.body!) ??
+        serialisedAnswer(meta, { status: entry.status, fields: meta, body: entry.body! }, headOnly, now, ageAt(meta, now), hitStatus(Math.round((entry.freshUntil - now) / 1000), meta.rule))
       );
     },
     forwarding(request) {

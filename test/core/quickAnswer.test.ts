@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { reusedAnswer, serialisedAnswer, type QuickMemo, type StoredForQuick } from '../../src/core/quick/answer';
 import type { QuickAnswer } from '../../src/core/quick/lane';
 
-const memo = (): QuickMemo => ({ fixed: undefined, dated: false, answer: undefined, head: undefined, outcome: '', second: -1, asked: 0 });
+const memo = (): QuickMemo => ({ fixed: undefined, dated: false, answer: undefined, hotHead: undefined, outcome: '', second: -1, asked: 0 });
 
 function stored(bodyBytes: number): StoredForQuick {
   return {
@@ -46,7 +46,7 @@ for (const [name, bodyBytes] of [['small body copied in', 1024], ['larger body w
     const now = Date.UTC(2026, 11, 4, 12, 0, 0) + 100;
     const answers = Array.from({ length: 6 }, () => hit(m, s, now));
     for (const a of answers) assert.equal(wire(a), wire(answers[0]));
-    const kept = bodyBytes <= 16 * 1024 ? m.answer!.head : m.head!;
+    const kept = bodyBytes <= 16 * 1024 ? m.answer!.head : m.hotHead!;
     assert.ok(kept, 'the hot answer is kept');
     // Node cuts buffers under 4 KiB from a shared 8 KiB pool: a kept head must not pin one.
     assert.equal(kept.buffer.byteLength, kept.length, `a ${kept.length}-byte head kept in ${kept.buffer.byteLength} bytes`);

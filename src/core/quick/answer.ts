@@ -10,7 +10,7 @@ const QUICK_HOT_REQUESTS = 4;
  * What is kept per stored response for its quick answers: the fixed part of the head (status
  * line, stored fields, Content-Length), built once; and while the response is hot, the whole
  * answer of the current second (a small body), or its head (a body written after the head).
- * A stored response whose fields change (a 304's update) has a new memo.
+ * The cache keeps these fields on an entry's loaded metadata (cache/entry.ts), which a 304's update replaces.
  */
 export interface QuickMemo {
   fixed: string | undefined;
@@ -19,14 +19,10 @@ export interface QuickMemo {
   /** The answer reused while hot, and how often it was asked for in `second` (Age, ttl and Date change by the second). */
   answer: QuickAnswer | undefined;
   /** For a body not copied in: the head reused while hot (`second`), and its outcome. */
-  head: Buffer | undefined;
+  hotHead: Buffer | undefined;
   outcome: string;
   second: number;
   asked: number;
-}
-
-export function newQuickMemo(): QuickMemo {
-  return { fixed: undefined, dated: false, answer: undefined, head: undefined, outcome: '', second: -1, asked: 0 };
 }
 
 /** A stored response's status message and fields, read once per memo (fixedPart). */
@@ -56,14 +52,14 @@ export function reusedAnswer(memo: QuickMemo, now: number, headOnly: boolean, st
   if (memo.second === second) {
     if (!headOnly) {
       if (memo.answer !== undefined) return memo.answer;
-      if (memo.head !== undefined) return { status, head: memo.head, body, bodyLength: body.length, outcome: memo.outcome };
+      if (memo.hotHead !== undefined) return { status, head: memo.hotHead, body, bodyLength: body.length, outcome: memo.outcome };
     }
     memo.asked++;
   } else {
     memo.second = second;
     memo.asked = 1;
     memo.answer = undefined;
-    memo.head = undefined;
+    memo.hotHead = undefined;
   }
   return null;
 }
@@ -93,7 +89,7 @@ export function serialisedAnswer(memo: QuickMemo, stored: StoredForQuick, headOn
     // A copied-in body is the answer's own; a larger one is the entry's, so only the head is kept.
     if (copyBody) memo.answer = answer;
     else {
-      memo.head = head;
+      memo.hotHead = head;
       memo.outcome = outcome;
     }
   }
