@@ -1,6 +1,7 @@
 import { responseHasNoBody } from '../core/forward';
 import type { IndexRecord } from './entryMeta';
 import { hashKey } from './store/keyIndex';
+import { ownedBody } from './store/records';
 import type { StoreWriter } from './store/writer';
 import type { Entry } from './entry';
 import { rawHeader } from './headers';
@@ -118,16 +119,4 @@ export class EntryWriter {
     this.drainWaiters = [];
     for (const fn of waiting) fn();
   }
-}
-
-/**
- * The body in a buffer of its own. Buffer.concat cuts anything under 4 KiB from Node's shared
- * 8 KiB pool, and a stored entry lives long: each small body would keep a whole slab (and the
- * short-lived buffers cut beside it) alive, up to eight times the bytes the memory tier counts.
- */
-function ownedBody(chunks: Buffer[], size: number): Buffer {
-  const body = Buffer.allocUnsafeSlow(size);
-  let at = 0;
-  for (const chunk of chunks) at += chunk.copy(body, at);
-  return body;
 }

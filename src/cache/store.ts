@@ -9,6 +9,7 @@ import { compactLoaded, entryFromStored, storedMeta, summaryEntry } from './stor
 import type { CacheReport } from './report';
 import { plainKey, variantKey } from './rules';
 import { EntryStore, hashKey } from './store/entryStore';
+import { ownCopy } from './store/records';
 import type { StoreWriter } from './store/writer';
 import { diskSizeLimit, diskWarning, freeDiskBytes, memoryTier, MiB, reportOpened, type StoreLimits } from './storeTiers';
 import { isMarker, markerFrom, NOT_VARYING, VaryMarkers, type FoundRecord } from './varyMarkers';
@@ -238,7 +239,8 @@ export class Store {
     if (!inline && entry.size > this.share) return null;
     const body = await this.disk.readBody(entry.hash, entry.digest, entry.size);
     if (entry.size <= this.share && this.index.peek(entry.key) === entry) {
-      entry.body = body;
+      // An inline body is a view into the record read (see ownCopy); a file's is its own.
+      entry.body = inline ? ownCopy(body) : body;
       // Set again, so its size counts the body now.
       this.index.set(entry.key, entry);
     }

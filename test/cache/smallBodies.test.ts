@@ -19,14 +19,18 @@ function bodyFor(size: number): Buffer {
   return Buffer.alloc(size, size % 251);
 }
 
+/** The body size a test URL asks the origin for. */
+function sizeOf(url: string): number {
+  return Number(new URL(url, 'http://o').searchParams.get('size'));
+}
+
 async function smallOrigin(): Promise<TestOrigin> {
   return startOrigin((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://o');
-    const size = Number(url.searchParams.get('size'));
+    const size = sizeOf(req.url ?? '/');
     const body = bodyFor(size);
     const headers: Record<string, string> = { 'Cache-Control': 'max-age=3600', 'Content-Type': 'application/octet-stream' };
     // Both framings: a known length, and chunks whose total the proxy learns at the end.
-    if (url.pathname === '/chunked') {
+    if (new URL(req.url ?? '/', 'http://o').pathname === '/chunked') {
       res.writeHead(200, headers);
       res.write(body.subarray(0, size >> 1));
       res.end(body.subarray(size >> 1));
@@ -44,7 +48,7 @@ async function checkKeptBodies(proxy: TestProxy, origin: TestOrigin): Promise<vo
     for (let i = 0; i < 2; i++) {
       const r = await viaProxy(proxy.port, url);
       assert.equal(r.status, 200, url);
-      assert.ok(r.body.equals(bodyFor(Number(new URL(url).searchParams.get('size')))), url);
+      assert.ok(r.body.equals(bodyFor(sizeOf(url))), url);
     }
   }
   const entries = await proxy.proxy.cache.list();
@@ -52,7 +56,7 @@ async function checkKeptBodies(proxy: TestProxy, origin: TestOrigin): Promise<vo
   for (const summary of entries) {
     const stored = await proxy.proxy.cache.read(summary.key);
     assert.ok(stored, summary.url);
-    const size = Number(new URL(summary.url).searchParams.get('size'));
+    const size = sizeOf(summary.url);
     assert.equal(stored.body.length, size, summary.url);
     assert.ok(
       stored.body.buffer.byteLength <= size + 512,

@@ -266,8 +266,7 @@ export class EntryStore {
     const loc = this.index.location(id);
     let decoded;
     try {
-      // A buffer of its own: the body stays a view into it, and a pooled one would pin a shared slab.
-      decoded = decodeRecord(this.packs.readNow(loc.pack, loc.offset, loc.length, Buffer.allocUnsafeSlow(loc.length)), hash);
+      decoded = decodeRecord(this.packs.readNow(loc.pack, loc.offset, loc.length), hash);
     } catch (err) {
       if (!(err instanceof CorruptRecordError)) throw err;
       this.dropIfAt(h0, h1, loc);

@@ -33,3 +33,11 @@ export function ownCopy(body: Buffer): Buffer {
   body.copy(copy);
   return copy;
 }
+
+/** A body that arrived in chunks, put together in a buffer of its own (Buffer.concat cuts anything under 4 KiB from the pool). */
+export function ownedBody(chunks: Buffer[], size: number): Buffer {
+  const body = Buffer.allocUnsafeSlow(size);
+  let at = 0;
+  for (const chunk of chunks) at += chunk.copy(body, at);
+  return body;
+}
