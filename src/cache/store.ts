@@ -9,7 +9,7 @@ import { compactLoaded, entryFromStored, storedMeta, summaryEntry } from './stor
 import type { CacheReport } from './report';
 import { plainKey, variantKey } from './rules';
 import { EntryStore, hashKey } from './store/entryStore';
-import { ownCopy } from './store/records';
+import { keptBody } from './store/records';
 import type { StoreWriter } from './store/writer';
 import { diskSizeLimit, diskWarning, freeDiskBytes, memoryTier, MiB, reportOpened, type StoreLimits } from './storeTiers';
 import { isMarker, markerFrom, NOT_VARYING, VaryMarkers, type FoundRecord } from './varyMarkers';
@@ -159,8 +159,8 @@ export class Store {
   }
 
   /** A record read from disk, as an entry in memory. */
-  private loaded(meta: EntryMeta, body: Buffer | null, owned = false): Entry {
-    const entry = entryFromStored(meta, body && body.length <= this.share ? body : null, owned);
+  private loaded(meta: EntryMeta, body: Buffer | null): Entry {
+    const entry = entryFromStored(meta, body && body.length <= this.share ? body : null);
     this.remember(entry);
     return entry;
   }
@@ -208,7 +208,7 @@ export class Store {
       if (!found || isMarker(found.meta)) return undefined;
     } else if (!known) this.markers.set(href, NOT_VARYING);
     if (found.meta.key !== key) return undefined;
-    return this.loaded(found.meta, found.body, found.owned);
+    return this.loaded(found.meta, found.body);
   }
 
   /** Entries for the UI, most recently used first, at most `limit`. */
@@ -239,8 +239,8 @@ export class Store {
     if (!inline && entry.size > this.share) return null;
     const body = await this.disk.readBody(entry.hash, entry.digest, entry.size);
     if (entry.size <= this.share && this.index.peek(entry.key) === entry) {
-      // An inline body is a view into the record read (see ownCopy); a file's is its own.
-      entry.body = inline ? ownCopy(body) : body;
+      // An inline body is a view into the record read; a file's is its own.
+      entry.body = keptBody(body);
       // Set again, so its size counts the body now.
       this.index.set(entry.key, entry);
     }

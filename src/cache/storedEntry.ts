@@ -1,6 +1,6 @@
 import type { CompactEntryMeta, EntryMeta, IndexRecord } from './entryMeta';
 import { loadMeta, LoadedMeta, type Entry } from './entry';
-import { ownCopy } from './store/records';
+import { keptBody } from './store/records';
 import { fitsHeadBlock, rawOf } from './store/compactMeta';
 import { freshUntil, restorePolicy, storedRequestHeaders, storePolicy } from './semantics';
 
@@ -31,9 +31,9 @@ export function compactLoaded(meta: CompactEntryMeta): LoadedMeta {
   return new LoadedMeta(meta.statusMessage, meta.fastOk, meta.mustRevalidate, meta.neverStale, meta.ageZeroAt, from);
 }
 
-/** A record read from disk, as an entry in memory; `body`: the body to keep with it, if any (`owned`: already a buffer of its own). */
-export function entryFromStored(meta: EntryMeta, body: Buffer | null, owned = false): Entry {
-  const kept = body ? (owned ? body : ownCopy(body)) : null;
+/** A record read from disk, as an entry in memory; `body`: the body to keep with it, if any. */
+export function entryFromStored(meta: EntryMeta, body: Buffer | null): Entry {
+  const kept = body ? keptBody(body) : null;
   if (meta.v === 2) {
     // freshUntil as stored: nothing to work out, no policy built. (Fields listed, not toRecord's
     // object spread: this runs once per cold hit.)

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { keptBody } from '../../src/cache/store/records';
 import { startOrigin, startTestProxy, viaProxy, type TestOrigin, type TestProxy } from '../helpers/net';
 
 /**
@@ -99,4 +100,20 @@ test('small bodies: with a disk tier, bodies kept in memory after storing and af
     await origin.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('small bodies: what the cache keeps of a body read back is a buffer of its own size, copied only when it is not one already', () => {
+  const record = Buffer.alloc(4096, 7);
+  const view = record.subarray(100, 1124);
+  const keptView = keptBody(view);
+  assert.notEqual(keptView.buffer, record.buffer, 'a view into a record read is copied out of it');
+  assert.equal(keptView.buffer.byteLength, 1024);
+  assert.ok(keptView.equals(view));
+
+  const pooled = Buffer.from('a pooled body');
+  assert.ok(pooled.buffer.byteLength > pooled.length, 'Node cut this buffer from its shared pool');
+  assert.equal(keptBody(pooled).buffer.byteLength, pooled.length, 'a slice of the pool is copied');
+
+  const own = Buffer.allocUnsafeSlow(20_000);
+  assert.equal(keptBody(own), own, 'a buffer that is all of its memory (a body file read whole) is kept as it is');
 });

@@ -5,7 +5,7 @@ import { IndexJournal, Op } from './journal';
 import { hashHalves, KeyIndex, type Location } from './keyIndex';
 export { hashKey } from './keyIndex';
 import { CorruptRecordError, decodeRecord, packTargetFor, Packs } from './packs';
-import { metaOf, ownCopy, recordOf } from './records';
+import { checkedRecord, metaOf, ownCopy, recordOf } from './records';
 import { INLINE_MAX, StoreWriter } from './writer';
 import { unlockStore, type LockTaken } from './lock';
 import { LegacyMigration } from './migrate';
@@ -33,8 +33,6 @@ export interface StoreOptions {
 export interface StoredEntry {
   meta: EntryMeta;
   body: Buffer | null;
-  /** The body is a buffer of its own (getNow), not a view into the record read. */
-  owned?: boolean;
 }
 
 /**
@@ -264,26 +262,13 @@ export class EntryStore {
     }
     if (id < 0) return null;
     const loc = this.index.location(id);
-    let decoded;
     try {
-      decoded = decodeRecord(this.packs.readNow(loc.pack, loc.offset, loc.length), hash);
+      return checkedRecord(this.packs.readNow(loc.pack, loc.offset, loc.length), hash);
     } catch (err) {
       if (!(err instanceof CorruptRecordError)) throw err;
       this.dropIfAt(h0, h1, loc);
       throw new CorruptEntryError(err.message);
     }
-    let meta: EntryMeta;
-    try {
-      meta = metaOf(decoded);
-    } catch {
-      this.dropIfAt(h0, h1, loc);
-      throw new CorruptEntryError('metadata unreadable');
-    }
-    if (meta.hash !== hash || (decoded.body !== null && decoded.body.length !== meta.size)) {
-      this.dropIfAt(h0, h1, loc);
-      throw new CorruptEntryError('metadata does not match its record');
-    }
-    return { meta, body: decoded.body };
   }
 
   /**
@@ -298,10 +283,9 @@ export class EntryStore {
     if (id < 0) return null;
     try {
       const loc = this.index.location(id);
-      const decoded = decodeRecord(this.packs.readNow(loc.pack, loc.offset, loc.length, this.scratch), hash);
-      const meta = metaOf(decoded);
-      if (meta.hash !== hash || (decoded.body !== null && decoded.body.length !== meta.size)) return undefined;
-      return { meta, body: decoded.body && ownCopy(decoded.body), owned: true };
+      const { meta, body } = checkedRecord(this.packs.readNow(loc.pack, loc.offset, loc.length, this.scratch), hash);
+      // The scratch buffer is read into again by the next lookup.
+      return { meta, body: body && ownCopy(body) };
     } catch {
       return undefined;
     }
