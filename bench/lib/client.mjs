@@ -47,15 +47,19 @@ export async function populate(proxyPort, base, count, concurrency = 32) {
  * The wrk Lua script for one target. Through a proxy, the request target is absolute-form and
  * Host names the origin. `spread` > 0 cycles over `path + i` for i in 0..spread-1.
  */
-function wrkScript(dir, name, { target, host, spread }) {
+function wrkScript(dir, name, { target, host, spread, threads }) {
   const file = join(dir, `${name}.lua`);
   const lines = [`wrk.method = "GET"`, `wrk.headers["Host"] = "${host}"`];
   if (spread) {
     lines.push(
+      // Each thread walks the entries from its own start, evenly spaced, so no entry is asked for
+      // twice in a row. (A `local offset` here once shadowed the global that thread:set sets:
+      // every thread started at 0, and each entry was asked for once per thread, the second
+      // time from memory.) `first` is that global, set in each thread's state before init.
       `local n = 0`,
-      `local offset = 0`,
-      `function setup(thread) thread:set("offset", math.random(0, ${spread - 1})) end`,
-      `function init(args) n = offset end`,
+      `local threads = 0`,
+      `function setup(thread) thread:set("first", math.floor(threads * ${spread} / ${threads})); threads = threads + 1 end`,
+      `function init(args) n = first end`,
       `function request() n = (n + 1) % ${spread}; return wrk.format(nil, "${target}" .. n) end`,
     );
   } else {
@@ -80,7 +84,7 @@ function wrkScript(dir, name, { target, host, spread }) {
 export async function wrk({ dir, name, originPort, path, proxyPort, threads = 2, connections = 50, seconds = 10, spread = 0 }) {
   const host = `127.0.0.1:${originPort}`;
   const target = proxyPort ? `http://${host}${path}` : path;
-  const script = wrkScript(dir, name, { target, host, spread });
+  const script = wrkScript(dir, name, { target, host, spread, threads });
   const port = proxyPort ?? originPort;
   const out = await run('taskset', ['-c', CLIENT_CPU, 'wrk', `-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--timeout', '10s', '-s', script, `http://127.0.0.1:${port}/`]);
   const m = /WRKJSON (\{.*\})/.exec(out);
