@@ -7,6 +7,7 @@ import { CorruptEntryError, type EntryMeta, type IndexRecord } from './entryMeta
 import { loadMeta, type Entry, type LoadedMeta } from './entry';
 import { compactLoaded, entryFromStored, storedMeta, summaryEntry } from './storedEntry';
 import type { CacheReport } from './report';
+import { RecentReads } from './recentReads';
 import { plainKey, variantKey } from './rules';
 import { EntryStore, hashKey } from './store/entryStore';
 import { keptBody } from './store/records';
@@ -61,6 +62,8 @@ export class Store {
       return this.disk!.put(meta, Buffer.alloc(0), null);
     },
   });
+  /** Entries the quick path read from disk lately: kept in memory from their second read. */
+  private readonly recentReads = new RecentReads();
   /** Memory only: URL -> keys of its stored variants. */
   private readonly keysByUrl = new Map<string, Set<string>>();
   private readonly pendingWrites = new Set<Promise<unknown>>();
@@ -174,7 +177,8 @@ export class Store {
    * A stored response that answers a plain request as it is: fresh, no policy evaluation
    * needed, its body in memory. An entry not in memory is read from disk at once (one
    * synchronous pread from the page cache, see EntryStore.getNow), so a hit on any of a
-   * million entries takes the quick path; null sends the request down the asynchronous path.
+   * million entries takes the quick path, and kept in memory from its second read
+   * (RecentReads); null sends the request down the asynchronous path.
    */
   freshInMemory(href: string, headers: IncomingHttpHeaders): Entry | null {
     // One lookup for a URL that does not vary: a response without Vary in memory under the plain
@@ -185,7 +189,7 @@ export class Store {
       entry = this.index.get(this.keyFor(href, headers));
       if (entry === undefined && this.disk !== null) entry = this.loadNow(href, headers);
     }
-    if (entry === undefined || entry.body === null || entry.meta === null || !entry.meta.fastOk || Date.now() >= entry.freshUntil) return null;
+    if (entry === undefined || !answersAsItIs(entry)) return null;
     this.disk?.touchRef(entry);
     return entry;
   }
@@ -208,7 +212,12 @@ export class Store {
       if (!found || isMarker(found.meta)) return undefined;
     } else if (!known) this.markers.set(href, NOT_VARYING);
     if (found.meta.key !== key) return undefined;
-    return this.loaded(found.meta, found.body);
+    const entry = entryFromStored(found.meta, found.body && found.body.length <= this.share ? found.body : null);
+    // Answered at once and kept in memory from its second ask (RecentReads); an entry the quick
+    // path cannot answer is kept now, for the ordinary path that looks it up next.
+    if (answersAsItIs(entry) && !this.recentReads.askedAgain(entry.hash)) return entry;
+    this.remember(entry);
+    return entry;
   }
 
   /** Entries for the UI, most recently used first, at most `limit`. */
@@ -583,4 +592,9 @@ export class Store {
     this.closed = true;
     await this.disk?.close().catch((err) => this.warnDisk(err));
   }
+}
+
+/** A stored response the quick path answers as it is: fresh, no policy to evaluate, its body in memory. */
+function answersAsItIs(entry: Entry): boolean {
+  return entry.body !== null && entry.meta !== null && entry.meta.fastOk && Date.now() < entry.freshUntil;
 }
