@@ -210,12 +210,14 @@ export class Store {
       if (inMemory) return inMemory;
       found = disk.getNow(hashKey(key));
       if (!found || isMarker(found.meta)) return undefined;
-    } else if (!known) this.markers.set(href, NOT_VARYING);
+    }
     if (found.meta.key !== key) return undefined;
     const entry = entryFromStored(found.meta, found.body && found.body.length <= this.share ? found.body : null);
-    // Answered at once and kept in memory from its second ask (RecentReads); an entry the quick
-    // path cannot answer is kept now, for the ordinary path that looks it up next.
+    // Answered at once and kept in memory from its second ask (RecentReads), and only then is the
+    // URL noted as not varying (the markers' LRU would churn as the memory tier did); an entry
+    // the quick path cannot answer is kept now, for the ordinary path that looks it up next.
     if (answersAsItIs(entry) && !this.recentReads.askedAgain(entry.hash)) return entry;
+    if (!known) this.markers.set(href, NOT_VARYING);
     this.remember(entry);
     return entry;
   }
