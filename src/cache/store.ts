@@ -161,11 +161,16 @@ export class Store {
     }
   }
 
-  /** A record read from disk, as an entry in memory. */
+  /** A record read from disk, as an entry kept in memory. */
   private loaded(meta: EntryMeta, body: Buffer | null): Entry {
-    const entry = entryFromStored(meta, body && body.length <= this.share ? body : null);
+    const entry = this.fromRecord(meta, body);
     this.remember(entry);
     return entry;
+  }
+
+  /** A record read from disk, as an entry (not kept): its body with it if small enough to keep in memory. */
+  private fromRecord(meta: EntryMeta, body: Buffer | null): Entry {
+    return entryFromStored(meta, body && body.length <= this.share ? body : null);
   }
 
   /** An entry's metadata (always loaded with the entry; kept for its callers). */
@@ -212,7 +217,7 @@ export class Store {
       if (!found || isMarker(found.meta)) return undefined;
     }
     if (found.meta.key !== key) return undefined;
-    const entry = entryFromStored(found.meta, found.body && found.body.length <= this.share ? found.body : null);
+    const entry = this.fromRecord(found.meta, found.body);
     // Answered at once and kept in memory from its second ask (RecentReads), and only then is the
     // URL noted as not varying (the markers' LRU would churn as the memory tier did); an entry
     // the quick path cannot answer is kept now, for the ordinary path that looks it up next.
