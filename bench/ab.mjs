@@ -12,11 +12,13 @@
 // requests over all of them (the entries phase's hit cost), e.g.
 //   ENTRIES=100000 node bench/ab.mjs /tmp/A/cli.js dist/cli.js '/1k.bin?entry=' 3 8 -- --max-entries 200000 --max-memory-mb 512
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, truncateSync } from 'node:fs';
 import * as os from 'node:os';
 import { join, resolve } from 'node:path';
-import { killAllChildren, memory, pinRunnerToClientCpu, sleep, userSysSeconds } from './lib/proc.mjs';
+import { killAllChildren, memory, pinRunnerToClientCpu } from './lib/proc.mjs';
 import { populate, wrk } from './lib/client.mjs';
+import { measuredRun } from './lib/abRound.mjs';
+import { median } from './lib/stats.mjs';
 import { startOrigin, startOurs, warmUntilHit } from './lib/systems.mjs';
 
 pinRunnerToClientCpu();
@@ -50,21 +52,12 @@ try {
   const users = { A: [], B: [] };
   for (let round = 0; round < Number(rounds); round++) {
     for (const s of systems) {
-      const before = userSysSeconds(s.pid);
-      const r = await wrk({ dir: work, name: `run-${s.name}`, originPort: origin.port, path, proxyPort: s.port, seconds: Number(seconds), spread });
-      const after = userSysSeconds(s.pid);
-      const cpu = after.user + after.sys - before.user - before.sys;
-      const user = ((after.user - before.user) * 1e6) / r.requests;
-      await sleep(50);
-      const logBytes = statSync(s.logFile).size;
-      truncateSync(s.logFile, 0);
-      const us = (cpu * 1e6) / r.requests;
-      results[s.name].push(us);
-      users[s.name].push(user);
-      console.log(`round ${round + 1} ${s.name}: ${Math.round(r.reqPerSec)} req/s, ${us.toFixed(1)} µs/req (user ${user.toFixed(1)}), errors ${r.errors}, log ${(logBytes / r.requests).toFixed(0)} B/req, load ${os.loadavg()[0].toFixed(2)}`);
+      const m = await measuredRun(s, { dir: work, name: `run-${s.name}`, originPort: origin.port, path, seconds: Number(seconds), spread });
+      results[s.name].push(m.us);
+      users[s.name].push(m.userUs);
+      console.log(`round ${round + 1} ${s.name}: ${Math.round(m.reqPerSec)} req/s, ${m.us.toFixed(1)} µs/req (user ${m.userUs.toFixed(1)}), errors ${m.errors}, log ${m.logBytesPerRequest.toFixed(0)} B/req, load ${os.loadavg()[0].toFixed(2)}`);
     }
   }
-  const median = (v) => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)];
   const a = median(results.A);
   const b = median(results.B);
   console.log(`median A ${a.toFixed(1)} µs/req [${results.A.map((x) => x.toFixed(1)).join(', ')}], B ${b.toFixed(1)} µs/req [${results.B.map((x) => x.toFixed(1)).join(', ')}]: B/A ${(b / a).toFixed(3)}`);

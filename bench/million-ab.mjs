@@ -9,11 +9,13 @@
 // STORE_DIR is a store the million phase filled (BENCH_MILLION_DIR=STORE_DIR npm run bench);
 // each build runs on a copy of its own (STORE_DIR-A, STORE_DIR-B, made once with cp -a).
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, statSync, truncateSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, truncateSync } from 'node:fs';
 import * as os from 'node:os';
 import { join, resolve } from 'node:path';
-import { memory, pinRunnerToClientCpu, userSysSeconds } from './lib/proc.mjs';
+import { memory, pinRunnerToClientCpu } from './lib/proc.mjs';
 import { wrk } from './lib/client.mjs';
+import { measuredRun } from './lib/abRound.mjs';
+import { median } from './lib/stats.mjs';
 import { startOurs } from './lib/systems.mjs';
 
 pinRunnerToClientCpu();
@@ -35,22 +37,18 @@ for (const [name, cli] of [['A', aCli], ['B', bCli]]) {
   systems.push(await startOurs(work, name, [], copy, { cli: resolve(cli) }));
 }
 spawnSync('sync');
-const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 try {
-  for (const s of systems) await wrk({ dir: work, name: `warm-${s.name}`, originPort, path, proxyPort: s.port, seconds: 5, spread: ENTRIES });
+  for (const s of systems) {
+    await wrk({ dir: work, name: `warm-${s.name}`, originPort, path, proxyPort: s.port, seconds: 5, spread: ENTRIES });
+    truncateSync(s.logFile, 0);
+  }
   for (const [label, spread] of [['cold', ENTRIES], ['hot', 100]]) {
     const results = { A: [], B: [] };
     for (let round = 0; round < Number(rounds); round++) {
       for (const s of systems) {
-        truncateSync(s.logFile, 0);
-        const before = userSysSeconds(s.pid);
-        const r = await wrk({ dir: work, name: `run-${s.name}`, originPort, path, proxyPort: s.port, seconds: Number(seconds), spread });
-        const after = userSysSeconds(s.pid);
-        const us = ((after.user + after.sys - before.user - before.sys) * 1e6) / r.requests;
-        const user = ((after.user - before.user) * 1e6) / r.requests;
-        results[s.name].push(us);
-        const logBytes = statSync(s.logFile).size / r.requests;
-        console.log(`${label} round ${round + 1} ${s.name}: ${Math.round(r.reqPerSec)} req/s, ${us.toFixed(1)} µs/req (user ${user.toFixed(1)}), errors ${r.errors}, log ${logBytes.toFixed(0)} B/req, RSS ${(memory(s.pid).rss / 2 ** 20).toFixed(0)} MiB, load ${os.loadavg()[0].toFixed(2)}`);
+        const m = await measuredRun(s, { dir: work, name: `run-${s.name}`, originPort, path, seconds: Number(seconds), spread });
+        results[s.name].push(m.us);
+        console.log(`${label} round ${round + 1} ${s.name}: ${Math.round(m.reqPerSec)} req/s, ${m.us.toFixed(1)} µs/req (user ${m.userUs.toFixed(1)}), errors ${m.errors}, log ${m.logBytesPerRequest.toFixed(0)} B/req, RSS ${(memory(s.pid).rss / 2 ** 20).toFixed(0)} MiB, load ${os.loadavg()[0].toFixed(2)}`);
       }
     }
     const a = median(results.A);
